@@ -1,0 +1,1 @@
+//! tnds (in progress).

@@ -1,0 +1,1 @@
+//! wbxml (in progress).
