@@ -8,6 +8,7 @@ pub mod codec;
 pub mod element;
 pub mod model;
 pub mod mo;
+pub mod secret;
 pub mod session;
 pub mod tnds;
 pub mod tree;
