@@ -13,5 +13,6 @@ pub mod session;
 pub mod tnds;
 pub mod tree;
 pub mod uri;
+pub mod validate;
 pub mod wbxml;
 pub mod xml;

@@ -567,7 +567,20 @@ impl Command {
         })
     }
 
-    /// A `Replace` of one leaf with a chr value.
+    /// A `Replace` reporting one of the sender's own chr leaves (Item/Source), as a client sends
+    /// its DevInfo in package 1.
+    pub fn report_chr(uri: impl Into<String>, value: impl Into<String>) -> Command {
+        Command::Replace(ItemCmd {
+            items: vec![
+                Item::source(uri)
+                    .with_meta(Meta::format("chr"))
+                    .with_data(Data::Text(value.into())),
+            ],
+            ..ItemCmd::default()
+        })
+    }
+
+    /// A `Replace` of one leaf of the receiver's tree with a chr value (Item/Target).
     pub fn replace_chr(uri: impl Into<String>, value: impl Into<String>) -> Command {
         Command::Replace(ItemCmd {
             items: vec![
