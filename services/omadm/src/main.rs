@@ -53,7 +53,9 @@ fn read_input(path: &PathBuf, max: usize) -> Result<Vec<u8>, String> {
     };
     res.map_err(|e| e.to_string())?;
     if buf.len() > max {
-        return Err(format!("input is larger than {max} bytes (see --max-bytes)"));
+        return Err(format!(
+            "input is larger than {max} bytes (see --max-bytes)"
+        ));
     }
     Ok(buf)
 }

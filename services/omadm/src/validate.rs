@@ -162,7 +162,10 @@ mod tests {
         assert!(p.iter().any(|s| s.contains("VerProto")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("SessionID")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("CmdID must be")), "{p:?}");
-        assert!(p.iter().any(|s| s.contains("Get#3: command has no Item")), "{p:?}");
+        assert!(
+            p.iter().any(|s| s.contains("Get#3: command has no Item")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|s| s.contains("Meta/Type")), "{p:?}");
     }
 }
