@@ -681,8 +681,16 @@ impl<'a> Decoder<'a> {
                     self.r.termstr()?;
                 }
                 STR_T | LITERAL => {
+                    // Bounds only: scanning the entry for each reference would let a large entry
+                    // referenced many times cost quadratic time.
                     let index = self.r.mb_u_int32("string table index")?;
-                    table_str(self.table, index, at)?;
+                    if usize::try_from(index).unwrap_or(usize::MAX) >= self.table.len() {
+                        return Err(WbxmlError::StringTableIndex {
+                            offset: at,
+                            index,
+                            table_len: self.table.len(),
+                        });
+                    }
                 }
                 ENTITY | EXT_T_0..=EXT_T_2 => {
                     self.r.mb_u_int32("entity or extension value")?;
@@ -886,7 +894,12 @@ impl<'a> Decoder<'a> {
 }
 
 /// Decode a WBXML document (SyncML DM 1.1/1.2 message, MetInf or TNDS `MgmtTree`) into an element tree,
-/// within `limits`. Nested WBXML documents carried as OPAQUE stay `Node::Opaque`; see [`looks_like_wbxml`].
+/// within `limits`: message size first, then depth and element count per tag, and every string or opaque
+/// run (adjacent STR_I / STR_T / ENTITY merged into one text node) before it is allocated. The character
+/// data produced in total, string-table references expanded, may not exceed `max_message_bytes` either.
+/// Names from the code-page tables are borrowed, LITERAL names owned. Attributes and processing
+/// instructions are skipped. Nested WBXML documents carried as OPAQUE stay `Node::Opaque`; see
+/// [`looks_like_wbxml`].
 pub fn decode(input: &[u8], limits: &Limits) -> Result<Element, WbxmlError> {
     let budget = Budget::start(*limits, input.len())?;
     let mut r = Reader::new(input);
@@ -984,7 +997,14 @@ impl Encoder {
         if !has_content {
             return Ok(());
         }
+        // Adjacent text nodes are written as one STR_I: it is shorter, and libwbxml 0.11.8's wbxml2xml
+        // nests CDATA sections (invalid XML) for a `Data` under Add/Replace holding several strings.
+        let mut in_string = false;
         for node in &el.content {
+            if in_string && !matches!(node, Node::Text(_)) {
+                self.body.push(0);
+                in_string = false;
+            }
             match node {
                 Node::Element(child) => self.element(child)?,
                 Node::Text(t) if t.is_empty() => {}
@@ -994,9 +1014,11 @@ impl Encoder {
                             element: el.name.to_string(),
                         });
                     }
-                    self.body.push(STR_I);
+                    if !in_string {
+                        self.body.push(STR_I);
+                        in_string = true;
+                    }
                     self.body.extend_from_slice(t.as_bytes());
-                    self.body.push(0);
                 }
                 Node::Opaque(data) => {
                     let len = u32::try_from(data.len()).map_err(|_| WbxmlError::TooLarge {
@@ -1009,6 +1031,9 @@ impl Encoder {
                 }
             }
         }
+        if in_string {
+            self.body.push(0);
+        }
         self.body.push(END);
         Ok(())
     }
@@ -1016,7 +1041,10 @@ impl Encoder {
 
 /// Encode an element tree as WBXML 1.2, UTF-8. The public ID follows the root's namespace: SyncML ->
 /// 0x1201, MetInf -> 0x1202, DM DDF -> `-//OMA//DTD-DM-DDF 1.2//EN` through the string table. Text is
-/// written as STR_I, `Node::Opaque` as OPAQUE; names absent from every code page as LITERAL.
+/// written as STR_I (adjacent text nodes as one), `Node::Opaque` as OPAQUE (a nested WBXML document stays
+/// opaque bytes); an element whose name is missing from its namespace's page but present on another is
+/// written from that page, a name on no page as LITERAL through the string table. Recursion follows the
+/// tree's depth, which our model and the limit-checked decoders bound.
 pub fn encode(root: &Element) -> Result<Vec<u8>, WbxmlError> {
     let mut enc = Encoder {
         body: Vec::new(),
@@ -1681,6 +1709,21 @@ mod tests {
             decode(&d, &limits),
             Err(WbxmlError::DecodedTooLarge { limit: 100_000, .. })
         ));
+        // References from attributes are only bounds-checked: a 100 kB entry referenced 50 000 times
+        // is skipped in linear time.
+        let mut table = vec![b'a'; 100_000];
+        table.push(0);
+        let mut body = vec![0xED];
+        for _ in 0..50_000 {
+            body.extend_from_slice(&[0x83, 0x00]);
+        }
+        body.extend_from_slice(&[0x01, 0x01]);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            dec(&doc_with_table(&table, &body)).unwrap(),
+            Element::syncml("SyncML")
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
         // LITERAL names count too.
         let mut table = vec![b'N'; 1000];
         table.push(0);
@@ -1824,6 +1867,23 @@ mod tests {
         let b = encode(&inline).unwrap();
         assert!(b.windows(3).any(|w| w == [0x00, 0x02, 0x60]));
         assert_eq!(dec(&b).unwrap(), inline);
+    }
+
+    #[test]
+    fn adjacent_text_is_one_string() {
+        let mut data = Element::syncml("Data");
+        for t in ["a", "", "&", "b"] {
+            data.content.push(Node::Text(t.into()));
+        }
+        data.content.push(Node::Opaque(vec![1]));
+        data.content.push(Node::Text("c".into()));
+        let b = encode(&data).unwrap();
+        assert_eq!(
+            &b[5..],
+            &[
+                0x4F, 0x03, b'a', b'&', b'b', 0x00, 0xC3, 0x01, 0x01, 0x03, b'c', 0x00, 0x01
+            ]
+        );
     }
 
     #[test]
