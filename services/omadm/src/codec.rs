@@ -159,10 +159,29 @@ pub fn decode_element(
     })
 }
 
-/// Encode a message.
+/// Encode a message. In WBXML, markup embedded in `Data` (a TNDS MgmtTree) travels as OPAQUE holding a
+/// nested WBXML document, as libwbxml and the devices built on it expect.
 pub fn encode(msg: &SyncMl, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
-    let root = to_element(msg);
+    let mut root = to_element(msg);
+    if encoding == Encoding::Wbxml {
+        nest_embedded_wbxml(&mut root)?;
+    }
     encode_element(&root, encoding)
+}
+
+/// Replace element content of every `Data` by OPAQUE nested WBXML.
+fn nest_embedded_wbxml(e: &mut Element) -> Result<(), EncodeError> {
+    let is_data = e.name == "Data";
+    for node in &mut e.content {
+        if let Node::Element(child) = node {
+            if is_data {
+                *node = Node::Opaque(wbxml::encode(child)?);
+            } else {
+                nest_embedded_wbxml(child)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Encode an element tree.
@@ -790,5 +809,181 @@ mod tests {
         assert_eq!(Encoding::from_content_type("text/plain"), None);
         assert_eq!(Encoding::sniff(&[0x02, 0x00]), Encoding::Wbxml);
         assert_eq!(Encoding::sniff(b"<?xml"), Encoding::Xml);
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn word() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9:./_-]{1,12}"
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            "[ -~\u{a0}-\u{2000}]{0,24}"
+        }
+
+        fn meta() -> impl Strategy<Value = Meta> {
+            (
+                proptest::option::of(word()),
+                proptest::option::of(word()),
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(word()),
+            )
+                .prop_map(|(format, type_, size, next_nonce)| Meta {
+                    format,
+                    type_,
+                    size: size.map(u64::from),
+                    next_nonce,
+                    ..Meta::default()
+                })
+        }
+
+        fn data() -> impl Strategy<Value = Data> {
+            prop_oneof![
+                text().prop_map(Data::Text),
+                Just(Data::Xml(
+                    Element::new(Namespace::Ddf, "MgmtTree")
+                        .child(Element::new(Namespace::Ddf, "VerDTD").text("1.2"))
+                )),
+            ]
+        }
+
+        fn item() -> impl Strategy<Value = Item> {
+            (
+                proptest::option::of(word()),
+                proptest::option::of(word()),
+                proptest::option::of(meta()),
+                proptest::option::of(data()),
+                any::<bool>(),
+            )
+                .prop_map(|(t, s, meta, data, more_data)| Item {
+                    target: t.map(Location::new),
+                    source: s.map(Location::new),
+                    meta,
+                    data,
+                    more_data,
+                })
+        }
+
+        fn item_cmd() -> impl Strategy<Value = ItemCmd> {
+            (
+                any::<bool>(),
+                proptest::option::of(meta()),
+                proptest::option::of(word()),
+                proptest::collection::vec(item(), 0..3),
+            )
+                .prop_map(|(no_resp, meta, correlator, items)| ItemCmd {
+                    no_resp,
+                    meta,
+                    correlator,
+                    items,
+                    ..ItemCmd::default()
+                })
+        }
+
+        fn command() -> impl Strategy<Value = Command> {
+            let leaf = prop_oneof![
+                (
+                    1000u16..1300,
+                    proptest::option::of(word()),
+                    proptest::collection::vec(item(), 0..2)
+                )
+                    .prop_map(|(code, correlator, items)| Command::Alert(Alert {
+                        code,
+                        correlator,
+                        items,
+                        ..Alert::default()
+                    })),
+                item_cmd().prop_map(Command::Add),
+                item_cmd().prop_map(Command::Replace),
+                item_cmd().prop_map(Command::Delete),
+                item_cmd().prop_map(Command::Get),
+                item_cmd().prop_map(Command::Exec),
+                (
+                    any::<u32>(),
+                    any::<u32>(),
+                    word(),
+                    100u16..600,
+                    proptest::collection::vec(word(), 0..2)
+                )
+                    .prop_map(|(msg_ref, cmd_ref, cmd, code, target_refs)| {
+                        Command::Status(Status {
+                            msg_ref,
+                            cmd_ref,
+                            cmd,
+                            code,
+                            target_refs,
+                            ..Status::default()
+                        })
+                    }),
+                (
+                    any::<u32>(),
+                    any::<u32>(),
+                    proptest::collection::vec(item(), 0..3)
+                )
+                    .prop_map(|(msg_ref, cmd_ref, items)| Command::Results(
+                        Results {
+                            msg_ref,
+                            cmd_ref,
+                            items,
+                            ..Results::default()
+                        }
+                    )),
+            ];
+            leaf.prop_recursive(2, 8, 3, |inner| {
+                proptest::collection::vec(inner, 0..3).prop_map(|commands| {
+                    Command::Atomic(Container {
+                        commands,
+                        ..Container::default()
+                    })
+                })
+            })
+        }
+
+        fn message() -> impl Strategy<Value = SyncMl> {
+            (
+                word(),
+                any::<u32>(),
+                word(),
+                word(),
+                proptest::option::of(word()),
+                proptest::collection::vec(command(), 0..6),
+                any::<bool>(),
+            )
+                .prop_map(|(sid, msg_id, target, source, name, cmds, fin)| {
+                    let mut source = Location::new(source);
+                    source.loc_name = name;
+                    let mut m =
+                        SyncMl::new(SyncHdr::new(sid, msg_id, Location::new(target), source));
+                    for c in cmds {
+                        m.push(c);
+                    }
+                    m.body.final_ = fin;
+                    m
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn model_xml_model(m in message()) {
+                let bytes = encode(&m, Encoding::Xml).unwrap();
+                prop_assert_eq!(decode(&bytes, &Limits::default()).unwrap(), m);
+            }
+
+            #[test]
+            fn model_wbxml_model(m in message()) {
+                let bytes = encode(&m, Encoding::Wbxml).unwrap();
+                prop_assert_eq!(decode(&bytes, &Limits::default()).unwrap(), m);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = decode(&bytes, &Limits::default());
+                let mut wb = vec![0x02, 0x00, 0x12, 0x01, 0x6a, 0x00];
+                wb.extend_from_slice(&bytes);
+                let _ = decode(&wb, &Limits::default());
+            }
+        }
     }
 }

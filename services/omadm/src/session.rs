@@ -86,8 +86,13 @@ pub trait TreeAccess {
     /// `Get`: the result items (Source = the URI, Meta Format/Type, Data).
     fn get(&mut self, uri: &str, server_id: &str) -> Result<Vec<Item>, u16>;
     /// `Add` of one node.
-    fn add(&mut self, uri: &str, meta: Option<&Meta>, data: Option<&Data>, server_id: &str)
-    -> Result<(), u16>;
+    fn add(
+        &mut self,
+        uri: &str,
+        meta: Option<&Meta>,
+        data: Option<&Data>,
+        server_id: &str,
+    ) -> Result<(), u16>;
     /// `Replace` of one node.
     fn replace(
         &mut self,
@@ -181,7 +186,7 @@ pub enum ClientState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientStep {
     /// Send this message and feed the answer back.
-    Send(SyncMl),
+    Send(Box<SyncMl>),
     /// The session is over.
     Finished,
 }
@@ -398,10 +403,10 @@ impl ClientSession {
                     {
                         c.scheme = scheme;
                     }
-                    let can_retry =
-                        self.cfg.credentials.is_some() && self.attempts < self.cfg.max_auth_attempts;
+                    let can_retry = self.cfg.credentials.is_some()
+                        && self.attempts < self.cfg.max_auth_attempts;
                     if can_retry && self.sent.len() == self.attempts as usize {
-                        return Ok(ClientStep::Send(self.package1()));
+                        return Ok(ClientStep::Send(Box::new(self.package1())));
                     }
                     self.state = ClientState::Finished;
                     return Err(SessionError::AuthFailed {
@@ -455,7 +460,7 @@ impl ClientSession {
             // The server's package continues: ask for the next message.
             reply.push(Command::alert(alert_code::NEXT_MESSAGE));
         }
-        Ok(ClientStep::Send(reply.finish()))
+        Ok(ClientStep::Send(Box::new(reply.finish())))
     }
 
     fn record_outcomes(&mut self, msg: &SyncMl) {
@@ -474,7 +479,13 @@ impl ClientSession {
         }
     }
 
-    fn execute<T: TreeAccess>(&mut self, cmd: &Command, msg_ref: u32, tree: &mut T, reply: &mut SyncMl) {
+    fn execute<T: TreeAccess>(
+        &mut self,
+        cmd: &Command,
+        msg_ref: u32,
+        tree: &mut T,
+        reply: &mut SyncMl,
+    ) {
         let server = self.cfg.server_id.clone();
         let status = |code: u16, targets: Vec<String>| Status {
             msg_ref,
@@ -659,7 +670,7 @@ pub enum ServerEvent {
         value: String,
     },
     /// An Alert from the client (Generic Alerts included; parse them with `alert::parse`).
-    Alert(Alert),
+    Alert(Box<Alert>),
     /// The status the client gave to one of our commands.
     Status {
         /// The CmdID of our command.
@@ -674,7 +685,7 @@ pub enum ServerEvent {
     /// Results of one of our Gets.
     Results {
         /// The Results command.
-        results: Results,
+        results: Box<Results>,
         /// The tag given when the Get was queued.
         tag: Option<String>,
     },
@@ -790,8 +801,7 @@ impl ServerSession {
         match self.cfg.scheme {
             AuthScheme::Hmac => {
                 let (value, body) = hmac.ok_or(status_code::MISSING_CREDENTIALS)?;
-                let header =
-                    HmacHeader::parse(value).map_err(|_| status_code::UNAUTHORIZED)?;
+                let header = HmacHeader::parse(value).map_err(|_| status_code::UNAUTHORIZED)?;
                 let pw = dir
                     .password(dev_id, &header.username)
                     .ok_or(status_code::UNAUTHORIZED)?;
@@ -800,7 +810,11 @@ impl ServerSession {
                     .map_err(|_| status_code::UNAUTHORIZED)
             }
             scheme => {
-                let cred = msg.hdr.cred.as_ref().ok_or(status_code::MISSING_CREDENTIALS)?;
+                let cred = msg
+                    .hdr
+                    .cred
+                    .as_ref()
+                    .ok_or(status_code::MISSING_CREDENTIALS)?;
                 let given = cred
                     .meta
                     .type_
@@ -812,10 +826,10 @@ impl ServerSession {
                     return Err(status_code::MISSING_CREDENTIALS);
                 }
                 match scheme {
-                    AuthScheme::Basic => auth::verify_basic(&cred.data, |name| {
-                        dir.password(dev_id, name)
-                    })
-                    .map_err(|_| status_code::UNAUTHORIZED),
+                    AuthScheme::Basic => {
+                        auth::verify_basic(&cred.data, |name| dir.password(dev_id, name))
+                            .map_err(|_| status_code::UNAUTHORIZED)
+                    }
                     _ => {
                         let pw = dir
                             .password(dev_id, fallback_name)
@@ -888,7 +902,8 @@ impl ServerSession {
                 self.dev_id = Some(dev_id.clone());
                 self.name = Some(name.clone());
                 let mut step = self.continue_open(msg);
-                step.events.insert(0, ServerEvent::Authenticated { dev_id, name });
+                step.events
+                    .insert(0, ServerEvent::Authenticated { dev_id, name });
                 // A fresh nonce for the next session (md5 and HMAC), sent with 212.
                 if self.cfg.scheme != AuthScheme::Basic
                     && let Some(Command::Status(hs)) = step.reply.body.commands.first_mut()
@@ -960,7 +975,7 @@ impl ServerSession {
                         .cloned()
                         .flatten();
                     events.push(ServerEvent::Results {
-                        results: r.clone(),
+                        results: Box::new(r.clone()),
                         tag,
                     });
                 }
@@ -971,7 +986,7 @@ impl ServerSession {
                     if a.code == alert_code::SESSION_ABORT {
                         self.state = ServerState::Ended;
                     }
-                    events.push(ServerEvent::Alert(a.clone()));
+                    events.push(ServerEvent::Alert(Box::new(a.clone())));
                     if !a.no_resp {
                         reply.push(ack(status_code::OK));
                     }

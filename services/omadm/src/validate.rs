@@ -93,7 +93,7 @@ fn check_commands(cmds: &[Command], seen: &mut HashSet<u32>, out: &mut Vec<Probl
                 let source_ok = matches!(c, Command::Add(_) | Command::Replace(_));
                 for (i, item) in k.items.iter().enumerate() {
                     let has = |u: Option<&str>| u.is_some_and(|u| !u.trim().is_empty());
-                    if !has(item.target_uri()) && !(source_ok && has(item.source_uri())) {
+                    if !(has(item.target_uri()) || (source_ok && has(item.source_uri()))) {
                         problem(out, &at, format!("Item {i} has no Target/LocURI"));
                     }
                 }
