@@ -61,7 +61,7 @@ fn read_input(path: &PathBuf, max: usize) -> Result<Vec<u8>, String> {
 }
 
 /// Check a decoded document: a SyncML message or a TNDS tree. Returns the problems found.
-fn check(root: &omadm::Element, limits: &Limits) -> Vec<String> {
+fn check(root: &omadm::element::Element, limits: &Limits) -> Vec<String> {
     if codec::is_tnds(root) {
         return match MgmtTree::from_element(root, limits) {
             Ok(_) => Vec::new(),
