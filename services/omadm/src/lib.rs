@@ -6,8 +6,8 @@ pub mod auth;
 pub mod bootstrap;
 pub mod codec;
 pub mod element;
-pub mod model;
 pub mod mo;
+pub mod model;
 pub mod secret;
 pub mod session;
 pub mod tnds;
@@ -15,4 +15,3 @@ pub mod tree;
 pub mod uri;
 pub mod wbxml;
 pub mod xml;
-

@@ -461,15 +461,29 @@ mod tests {
             UriError::ControlCharacter { position: 3, .. }
         ));
         assert!(matches!(p("./a\nb"), UriError::ControlCharacter { .. }));
-        assert!(matches!(p("./a?list=Struct"), UriError::QueryNotAllowed { .. }));
+        assert!(matches!(
+            p("./a?list=Struct"),
+            UriError::QueryNotAllowed { .. }
+        ));
         let long = format!("./{}", "a".repeat(300));
-        assert!(matches!(p(&long), UriError::TooLong { len: 302, limit: 255, .. }));
+        assert!(matches!(
+            p(&long),
+            UriError::TooLong {
+                len: 302,
+                limit: 255,
+                ..
+            }
+        ));
         let deep = format!(".{}", "/a".repeat(17));
         assert!(matches!(p(&deep), UriError::TooDeep { limit: 16, .. }));
         let seg = format!("./{}", "s".repeat(65));
         assert!(matches!(
             p(&seg),
-            UriError::SegmentTooLong { len: 65, limit: 64, .. }
+            UriError::SegmentTooLong {
+                len: 65,
+                limit: 64,
+                ..
+            }
         ));
         assert!(p(&seg).is_limit());
         assert!(!p("x").is_limit());
@@ -500,7 +514,10 @@ mod tests {
         let deep = format!(".{}", "/a".repeat(DEPTH_CEILING + 1));
         assert!(matches!(
             DmUri::parse(&deep, &huge),
-            Err(UriError::TooDeep { limit: DEPTH_CEILING, .. })
+            Err(UriError::TooDeep {
+                limit: DEPTH_CEILING,
+                ..
+            })
         ));
     }
 
@@ -530,7 +547,10 @@ mod tests {
         ));
         assert!(matches!(base.join(""), Err(UriError::EmptySegment { .. })));
         assert!(matches!(base.join(".."), Err(UriError::DotSegment { .. })));
-        assert!(matches!(base.join("a\0"), Err(UriError::ControlCharacter { .. })));
+        assert!(matches!(
+            base.join("a\0"),
+            Err(UriError::ControlCharacter { .. })
+        ));
         assert!(matches!(
             base.join(&"z".repeat(65)),
             Err(UriError::SegmentTooLong { .. })
@@ -547,7 +567,10 @@ mod tests {
         assert!(!uri("./DMAcc").starts_with(&u));
         assert_eq!(u.relative_to(&uri("./DMAcc/X")), Some("AppAddr/1/Addr"));
         assert_eq!(u.relative_to(&u), Some(""));
-        assert_eq!(u.relative_to(&DmUri::root()), Some("DMAcc/X/AppAddr/1/Addr"));
+        assert_eq!(
+            u.relative_to(&DmUri::root()),
+            Some("DMAcc/X/AppAddr/1/Addr")
+        );
         assert_eq!(DmUri::root().relative_to(&DmUri::root()), Some(""));
         assert_eq!(uri("./DMAccX").relative_to(&uri("./DMAcc")), None);
     }
