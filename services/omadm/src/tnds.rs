@@ -179,6 +179,29 @@ pub enum TndsError {
     },
 }
 
+impl TndsError {
+    /// The DM status code for answering the command that carried the document: the tree's code
+    /// for tree errors, 413 for exceeded bounds, 415 for values that do not fit their Format,
+    /// 414 for URIs over the tree's limits, 400 for a malformed document.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            TndsError::Tree { source } => source.status_code(),
+            TndsError::Limit { .. } => 413,
+            TndsError::NotUtf8 { .. }
+            | TndsError::UnknownFormat { .. }
+            | TndsError::InvalidBase64 { .. }
+            | TndsError::ValueOnInterior { .. }
+            | TndsError::ChildrenOnLeaf { .. } => 415,
+            TndsError::InvalidUri { source, .. } | TndsError::InvalidPath { source, .. }
+                if source.is_limit() =>
+            {
+                414
+            }
+            _ => 400,
+        }
+    }
+}
+
 /// Run-time properties of a TNDS node (`RTProperties`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RtProps {
@@ -1285,6 +1308,50 @@ mod tests {
     }
 
     #[test]
+    fn status_codes() {
+        let u = uri("./A");
+        assert_eq!(TndsError::MissingVerDtd.status_code(), 400);
+        assert_eq!(
+            TndsError::Limit {
+                source: LimitError::TooManyElements { limit: 1 }
+            }
+            .status_code(),
+            413
+        );
+        assert_eq!(
+            TndsError::InvalidBase64 { uri: u.clone() }.status_code(),
+            415
+        );
+        assert_eq!(
+            TndsError::Tree {
+                source: TreeError::AlreadyExists { uri: u.clone() }
+            }
+            .status_code(),
+            418
+        );
+        let long = DmUri::root().join(&"x".repeat(65)).unwrap_err();
+        assert_eq!(
+            TndsError::InvalidUri {
+                parent: u.clone(),
+                name: "x".into(),
+                source: long
+            }
+            .status_code(),
+            414
+        );
+        let syntax = DmUri::root().join("a/b").unwrap_err();
+        assert_eq!(
+            TndsError::InvalidUri {
+                parent: u,
+                name: "a/b".into(),
+                source: syntax
+            }
+            .status_code(),
+            400
+        );
+    }
+
+    #[test]
     fn decoding_limits() {
         let tight = Limits {
             max_depth: 4,
@@ -1702,11 +1769,58 @@ mod tests {
         }
 
         #[test]
+        fn mutated_documents_never_panic(
+            nodes in proptest::collection::vec(tnds_node(), 1..3),
+            mutations in proptest::collection::vec(
+                (0usize..60, any::<u8>(), prop_oneof![
+                    "[ -~]{0,8}".prop_map(Node::Text),
+                    proptest::collection::vec(any::<u8>(), 0..6).prop_map(Node::Opaque),
+                    Just(Node::Element(ddf("Node").child(leaf("NodeName", "Z")))),
+                ]),
+                1..4,
+            ),
+        ) {
+            let mut e = MgmtTree::new(nodes).to_element();
+            for (target, kind, extra) in &mutations {
+                mutate(&mut e, *target, *kind, extra, &mut 0);
+            }
+            if let Ok(m) = MgmtTree::from_element(&e, &Limits::default()) {
+                let _ = m.apply(&mut Tree::new());
+                let _ = m.to_element();
+            }
+        }
+
+        #[test]
         fn from_element_never_panics(e in arbitrary_element()) {
             let limits = Limits { max_depth: 8, max_elements: 200, max_string_bytes: 64, ..Limits::default() };
             if let Ok(m) = MgmtTree::from_element(&e, &limits) {
                 // Whatever decodes can be applied (or refused) without panicking.
                 let _ = m.apply(&mut Tree::new());
+            }
+        }
+    }
+
+    /// Apply mutation `kind` to the element with pre-order index `target` (counting from `*at`).
+    fn mutate(e: &mut Element, target: usize, kind: u8, extra: &Node, at: &mut usize) {
+        const NAMES: [&str; 8] = ["Node", "Value", "Format", "Type", "ACL", "Path", "chr", "X"];
+        if *at == target {
+            match kind % 6 {
+                0 => e.name = NAMES[usize::from(kind) % NAMES.len()].into(),
+                1 => e.content.push(extra.clone()),
+                2 => e.content.clear(),
+                3 => {
+                    if let Some(first) = e.content.first().cloned() {
+                        e.content.push(first);
+                    }
+                }
+                4 => e.content.insert(0, extra.clone()),
+                _ => e.content.reverse(),
+            }
+        }
+        *at += 1;
+        for n in &mut e.content {
+            if let Node::Element(c) = n {
+                mutate(c, target, kind, extra, at);
             }
         }
     }

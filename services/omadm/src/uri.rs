@@ -292,7 +292,8 @@ impl DmUri {
                 position: self.depth(),
             });
         }
-        let mut joined = String::with_capacity(self.0.len() + 1 + segment.len());
+        let mut joined =
+            String::with_capacity(self.0.len().saturating_add(segment.len()).saturating_add(1));
         joined.push_str(&self.0);
         joined.push('/');
         joined.push_str(segment);
