@@ -70,6 +70,8 @@ pub mod status_code {
     pub const INCOMPLETE_COMMAND: u16 = 412;
     /// Request entity too large.
     pub const TOO_LARGE: u16 = 413;
+    /// Request-URI too long.
+    pub const URI_TOO_LONG: u16 = 414;
     /// Unsupported media type or format.
     pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
     /// Already exists.

@@ -8,6 +8,11 @@ use thiserror::Error;
 use crate::auth::{self, AuthScheme, HmacHeader, Nonce};
 use crate::model::*;
 use crate::secret::Secret;
+use crate::tree::{Format, NewNode, Tree};
+use crate::uri::DmUri;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 /// Attempts at package 1 before a client gives up on authentication (DM 1.2 leaves it open; two
 /// challenges are what servers in the field send before refusing).
@@ -121,6 +126,123 @@ pub trait TreeAccess {
     fn checkpoint(&mut self) -> Self::Checkpoint;
     /// Return to a saved state.
     fn restore(&mut self, checkpoint: Self::Checkpoint);
+}
+
+// =============================================================================================
+// The in-memory tree as a session sees it
+
+fn node_from(meta: Option<&Meta>, data: Option<&Data>) -> Result<NewNode, u16> {
+    let format = match meta.and_then(|m| m.format.as_deref()) {
+        Some(f) => Format::parse(f).ok_or(status_code::UNSUPPORTED_MEDIA_TYPE)?,
+        None => Format::Chr,
+    };
+    if format == Format::Node {
+        return Ok(NewNode::interior());
+    }
+    let bytes = match data {
+        None => Vec::new(),
+        Some(Data::Text(t)) if format.is_binary() => {
+            let compact: String = t.split_ascii_whitespace().collect();
+            STANDARD
+                .decode(compact.as_bytes())
+                .map_err(|_| status_code::BAD_REQUEST)?
+        }
+        Some(Data::Text(t)) => t.as_bytes().to_vec(),
+        Some(Data::Binary(b)) => b.clone(),
+        Some(Data::Xml(e)) => {
+            let mut out = Vec::new();
+            crate::xml::encode_fragment(e, &mut out);
+            out
+        }
+    };
+    let mut node = NewNode::leaf(format, bytes);
+    if let Some(t) = meta.and_then(|m| m.type_.as_deref()) {
+        node = node.with_type(t);
+    }
+    Ok(node)
+}
+
+fn parse_uri(uri: &str) -> Result<DmUri, u16> {
+    let (path, _query) = DmUri::split_query(uri.trim());
+    DmUri::try_from(path).map_err(|e| {
+        if e.is_limit() {
+            status_code::URI_TOO_LONG
+        } else {
+            status_code::BAD_REQUEST
+        }
+    })
+}
+
+/// The in-memory tree answers a server's commands with its ACLs and no-Get rules.
+impl TreeAccess for Tree {
+    type Checkpoint = Tree;
+
+    fn get(&mut self, uri: &str, server_id: &str) -> Result<Vec<Item>, u16> {
+        let u = parse_uri(uri)?;
+        let view = self.get_as(&u, server_id).map_err(|e| e.status_code())?;
+        let data = if view.format.is_binary() {
+            Data::Text(STANDARD.encode(&view.value))
+        } else {
+            match String::from_utf8(view.value) {
+                Ok(s) => Data::Text(s),
+                Err(e) => Data::Binary(e.into_bytes()),
+            }
+        };
+        let format = if view.format.is_binary() {
+            Format::B64
+        } else {
+            view.format
+        };
+        Ok(vec![Item {
+            source: Some(Location::new(u.as_str())),
+            meta: Some(Meta {
+                format: Some(format.as_str().to_owned()),
+                type_: view.mime_type,
+                ..Meta::default()
+            }),
+            data: Some(data),
+            ..Item::default()
+        }])
+    }
+
+    fn add(
+        &mut self,
+        uri: &str,
+        meta: Option<&Meta>,
+        data: Option<&Data>,
+        server_id: &str,
+    ) -> Result<(), u16> {
+        let u = parse_uri(uri)?;
+        let node = node_from(meta, data)?;
+        self.add_as(&u, node, server_id)
+            .map_err(|e| e.status_code())
+    }
+
+    fn replace(
+        &mut self,
+        uri: &str,
+        meta: Option<&Meta>,
+        data: Option<&Data>,
+        server_id: &str,
+    ) -> Result<(), u16> {
+        let u = parse_uri(uri)?;
+        let node = node_from(meta, data)?;
+        self.replace_as(&u, node, server_id)
+            .map_err(|e| e.status_code())
+    }
+
+    fn delete(&mut self, uri: &str, server_id: &str) -> Result<(), u16> {
+        let u = parse_uri(uri)?;
+        self.delete_as(&u, server_id).map_err(|e| e.status_code())
+    }
+
+    fn checkpoint(&mut self) -> Tree {
+        self.clone()
+    }
+
+    fn restore(&mut self, checkpoint: Tree) {
+        *self = checkpoint;
+    }
 }
 
 // =============================================================================================
@@ -715,7 +837,8 @@ pub struct ServerSession {
     msg_id: u32,
     failures: u8,
     queue: Vec<(Command, Option<String>)>,
-    sent: HashMap<u32, HashMap<u32, Option<String>>>,
+    /// For each message we sent (MsgID), CmdID -> (tag, answered by a Status yet).
+    sent: HashMap<u32, HashMap<u32, (Option<String>, bool)>>,
     outstanding: usize,
 }
 
@@ -972,8 +1095,7 @@ impl ServerSession {
                         .sent
                         .get(&r.msg_ref)
                         .and_then(|m| m.get(&r.cmd_ref))
-                        .cloned()
-                        .flatten();
+                        .and_then(|(t, _)| t.clone());
                     events.push(ServerEvent::Results {
                         results: Box::new(r.clone()),
                         tag,
@@ -1028,7 +1150,7 @@ impl ServerSession {
             let expects_status = !cmd.no_resp();
             let id = reply.push(cmd);
             if expects_status {
-                ids.insert(id, tag);
+                ids.insert(id, (tag, false));
             }
         }
         self.outstanding = self.outstanding.saturating_add(ids.len());
@@ -1046,11 +1168,330 @@ impl ServerSession {
     }
 
     fn take_tag(&mut self, msg_ref: u32, cmd_ref: u32) -> Option<String> {
-        let tag = self
-            .sent
-            .get_mut(&msg_ref)
-            .and_then(|m| m.remove(&cmd_ref))?;
-        self.outstanding = self.outstanding.saturating_sub(1);
-        tag
+        let (tag, answered) = self.sent.get_mut(&msg_ref)?.get_mut(&cmd_ref)?;
+        if !*answered {
+            *answered = true;
+            self.outstanding = self.outstanding.saturating_sub(1);
+        }
+        tag.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::alert::{self, GenericAlert};
+    use crate::codec::{self, Encoding};
+    use crate::element::Limits;
+
+    const DEV: &str = "IMEI:356938035643809";
+    const SRV: &str = "https://dms.example.com/dm";
+
+    #[derive(Default)]
+    struct Dir {
+        password: String,
+        nonce: RefCell<Option<Vec<u8>>>,
+    }
+
+    impl ClientDirectory for Dir {
+        fn password(&self, dev_id: &str, name: &str) -> Option<Secret> {
+            (dev_id == DEV && name == "dev-user").then(|| Secret::new(self.password.clone()))
+        }
+        fn nonce(&self, _dev_id: &str) -> Option<Vec<u8>> {
+            self.nonce.borrow().clone()
+        }
+    }
+
+    fn device_tree() -> Tree {
+        let mut t = Tree::new();
+        for (uri, v) in [
+            ("./DevInfo/DevId", DEV),
+            ("./DevInfo/Man", "Acme"),
+            ("./DevInfo/Mod", "Thermo 3"),
+        ] {
+            t.add(&DmUri::try_from(uri).unwrap(), NewNode::chr(v))
+                .unwrap();
+        }
+        t
+    }
+
+    fn client(scheme: AuthScheme, password: &str, nonce: &[u8]) -> ClientSession {
+        let mut cfg = ClientConfig::new(SRV, "dms-1", DEV, "5");
+        cfg.credentials = Some(Credentials {
+            scheme,
+            name: "dev-user".into(),
+            secret: Secret::new(password),
+        });
+        cfg.server_nonce = nonce.to_vec();
+        let ga = GenericAlert {
+            alert_type: alert::BOOTSTRAPPED_DMS_LIST.into(),
+            format: Some("chr".into()),
+            data: Some(Data::Text("dms-1\ndms-2".into())),
+            ..GenericAlert::default()
+        };
+        ClientSession::new(
+            cfg,
+            &[("./DevInfo/DevId", DEV), ("./DevInfo/Man", "Acme")],
+            vec![(alert::build(Some("c-1"), &[ga]), Some("outbox-7".into()))],
+        )
+    }
+
+    /// Run a whole session through the real codec; returns the server's events.
+    fn run(
+        c: &mut ClientSession,
+        s: &mut ServerSession,
+        dir: &Dir,
+        tree: &mut Tree,
+        enc: Encoding,
+    ) -> Result<Vec<ServerEvent>, SessionError> {
+        let limits = Limits::default();
+        let mut events = Vec::new();
+        let mut out = c.start()?;
+        for round in 0..10 {
+            let body = codec::encode(&out, enc).unwrap();
+            let mac = c.transport_mac(&body).map(|r| r.unwrap());
+            let received = codec::decode(&body, &limits).unwrap();
+            assert!(
+                crate::validate::validate(&received).is_empty(),
+                "round {round}"
+            );
+            let nonce = Nonce::from_bytes(vec![round as u8; 16]);
+            let step = s.receive(
+                &received,
+                dir,
+                mac.as_deref().map(|m| (m, body.as_slice())),
+                nonce,
+            )?;
+            if let Some(n) = &step.issued_nonce {
+                *dir.nonce.borrow_mut() = Some(n.clone());
+            }
+            events.extend(step.events);
+            let bytes = codec::encode(&step.reply, enc).unwrap();
+            let reply = codec::decode(&bytes, &limits).unwrap();
+            match c.receive(&reply, tree)? {
+                ClientStep::Send(m) => out = *m,
+                ClientStep::Finished => {
+                    assert!(step.ends, "client finished but server did not end");
+                    return Ok(events);
+                }
+            }
+        }
+        panic!("session did not end");
+    }
+
+    fn server(scheme: AuthScheme) -> ServerSession {
+        ServerSession::new(ServerConfig::new(SRV, scheme))
+    }
+
+    #[test]
+    fn md5_challenge_cycle_then_generic_alert() {
+        for enc in [Encoding::Xml, Encoding::Wbxml] {
+            let dir = Dir {
+                password: "s3cret".into(),
+                nonce: RefCell::new(Some(b"server-nonce-1".to_vec())),
+            };
+            // The client holds a stale nonce: the first attempt is refused with 401 and a new nonce.
+            let mut c = client(AuthScheme::Md5, "s3cret", b"stale");
+            let mut s = server(AuthScheme::Md5);
+            let events = run(&mut c, &mut s, &dir, &mut device_tree(), enc).unwrap();
+            assert!(matches!(
+                events[0],
+                ServerEvent::AuthFailed { code: 401, .. }
+            ));
+            assert!(events.iter().any(
+                |e| matches!(e, ServerEvent::Authenticated { name, .. } if name == "dev-user")
+            ));
+            let ga = events
+                .iter()
+                .find_map(|e| match e {
+                    ServerEvent::Alert(a) if a.code == 1226 => Some(alert::parse(a).unwrap()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(ga.correlator.as_deref(), Some("c-1"));
+            assert!(events.iter().any(|e| matches!(e, ServerEvent::Reported { uri, value } if uri == "./DevInfo/Man" && value == "Acme")));
+            assert!(c.authenticated());
+            let outcome = c
+                .outcomes()
+                .iter()
+                .find(|o| o.cmd == "Alert" && o.tag.is_some())
+                .unwrap();
+            assert_eq!(
+                (outcome.code, outcome.tag.as_deref()),
+                (200, Some("outbox-7"))
+            );
+            // The nonce issued with 212 is what the client keeps for next time.
+            assert_eq!(c.next_nonce(), dir.nonce.borrow().as_deref());
+        }
+    }
+
+    #[test]
+    fn missing_credentials_get_407_then_basic_succeeds() {
+        let dir = Dir {
+            password: "pw".into(),
+            ..Dir::default()
+        };
+        let mut c = client(AuthScheme::Basic, "pw", b"");
+        // Start without credentials in the first message: the server asks with 407.
+        let saved = c.cfg.credentials.take();
+        let first = c.start().unwrap();
+        c.cfg.credentials = saved;
+        let mut s = server(AuthScheme::Basic);
+        let step = s
+            .receive(&first, &dir, None, Nonce::from_bytes(vec![1; 16]))
+            .unwrap();
+        assert_eq!(step.reply.header_status().unwrap().code, 407);
+        let ClientStep::Send(second) = c.receive(&step.reply, &mut device_tree()).unwrap() else {
+            panic!("client gave up");
+        };
+        assert!(second.hdr.cred.is_some());
+        let step = s
+            .receive(&second, &dir, None, Nonce::from_bytes(vec![2; 16]))
+            .unwrap();
+        assert_eq!(step.reply.header_status().unwrap().code, 212);
+        assert!(step.ends);
+    }
+
+    #[test]
+    fn wrong_password_fails_after_the_allowed_attempts() {
+        let dir = Dir {
+            password: "right".into(),
+            ..Dir::default()
+        };
+        let mut c = client(AuthScheme::Md5, "wrong", b"");
+        let mut s = server(AuthScheme::Md5);
+        let err = run(&mut c, &mut s, &dir, &mut device_tree(), Encoding::Xml).unwrap_err();
+        assert_eq!(
+            err,
+            SessionError::AuthFailed {
+                code: 401,
+                attempts: DEFAULT_MAX_AUTH_ATTEMPTS
+            }
+        );
+        assert_eq!(s.state(), ServerState::Ended);
+    }
+
+    #[test]
+    fn hmac_transport_authentication() {
+        let dir = Dir {
+            password: "k".into(),
+            nonce: RefCell::new(Some(vec![9; 16])),
+        };
+        let mut c = client(AuthScheme::Hmac, "k", &[9; 16]);
+        let mut s = server(AuthScheme::Hmac);
+        let events = run(&mut c, &mut s, &dir, &mut device_tree(), Encoding::Wbxml).unwrap();
+        assert!(matches!(events[0], ServerEvent::Authenticated { .. }));
+        // A tampered body fails.
+        let mut c = client(AuthScheme::Hmac, "k", &[9; 16]);
+        let m = c.start().unwrap();
+        let body = codec::encode(&m, Encoding::Xml).unwrap();
+        let mac = c.transport_mac(&body).unwrap().unwrap();
+        let step = server(AuthScheme::Hmac)
+            .receive(
+                &m,
+                &dir,
+                Some((&mac, b"tampered")),
+                Nonce::from_bytes(vec![3; 16]),
+            )
+            .unwrap();
+        assert_eq!(step.reply.header_status().unwrap().code, 401);
+    }
+
+    #[test]
+    fn server_commands_run_against_the_tree() {
+        let dir = Dir {
+            password: "pw".into(),
+            ..Dir::default()
+        };
+        let mut c = client(AuthScheme::Basic, "pw", b"");
+        let mut s = server(AuthScheme::Basic);
+        s.queue(Command::get("./DevInfo/Mod"), Some("get-mod".into()));
+        s.queue(Command::get("./DevInfo/Nope"), Some("get-missing".into()));
+        s.queue(
+            Command::Add(ItemCmd {
+                items: vec![Item::target("./Ext/Note").with_data("hello")],
+                ..ItemCmd::default()
+            }),
+            Some("add".into()),
+        );
+        s.queue(
+            Command::Atomic(Container {
+                commands: vec![
+                    Command::replace_chr("./DevInfo/Man", "Evil"),
+                    Command::Delete(ItemCmd {
+                        items: vec![Item::target("./Missing")],
+                        ..ItemCmd::default()
+                    }),
+                ],
+                ..Container::default()
+            }),
+            Some("atomic".into()),
+        );
+        let mut tree = device_tree();
+        let events = run(&mut c, &mut s, &dir, &mut tree, Encoding::Xml).unwrap();
+        let status = |tag: &str| {
+            events
+                .iter()
+                .find_map(|e| match e {
+                    ServerEvent::Status {
+                        tag: Some(t), code, ..
+                    } if t == tag => Some(*code),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(status("get-mod"), 200);
+        assert_eq!(status("get-missing"), 404);
+        assert_eq!(status("add"), 200);
+        assert_eq!(status("atomic"), 507);
+        let results = events
+            .iter()
+            .find_map(|e| match e {
+                ServerEvent::Results { results, tag } if tag.as_deref() == Some("get-mod") => {
+                    Some(results.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            results.items[0]
+                .data
+                .as_ref()
+                .and_then(Data::as_text)
+                .as_deref(),
+            Some("Thermo 3")
+        );
+        // The Atomic rolled back: the Replace before the failing Delete left no trace.
+        let man = tree
+            .get(&DmUri::try_from("./DevInfo/Man").unwrap())
+            .unwrap();
+        assert_eq!(man.value, b"Acme");
+        assert!(tree.exists(&DmUri::try_from("./Ext/Note").unwrap()));
+    }
+
+    #[test]
+    fn messages_of_another_session_or_without_session_alert_are_refused() {
+        let dir = Dir::default();
+        let mut s = server(AuthScheme::Basic);
+        let mut m = SyncMl::new(SyncHdr::new("9", 1, Location::new(SRV), Location::new(DEV)));
+        m.push(Command::get("./X"));
+        assert_eq!(
+            s.receive(&m, &dir, None, Nonce::from_bytes(vec![0; 16])),
+            Err(SessionError::NoSessionAlert)
+        );
+        let mut c = client(AuthScheme::Basic, "pw", b"");
+        c.start().unwrap();
+        let other = SyncMl::new(SyncHdr::new(
+            "other",
+            1,
+            Location::new(DEV),
+            Location::new(SRV),
+        ));
+        assert!(matches!(
+            c.receive(&other, &mut device_tree()),
+            Err(SessionError::WrongSession { .. })
+        ));
     }
 }

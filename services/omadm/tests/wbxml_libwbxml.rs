@@ -164,6 +164,10 @@ fn tool(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
+        assert!(
+            std::env::var_os("DMGW_REQUIRE_TOOLS").is_none(),
+            "`{name}` is required (DMGW_REQUIRE_TOOLS is set): apt-get install libwbxml2-utils"
+        );
         eprintln!(
             "NOTICE: `{name}` not found (Debian package libwbxml2-utils); skipping libwbxml cross-check"
         );
