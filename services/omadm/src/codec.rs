@@ -412,8 +412,20 @@ pub fn to_element(msg: &SyncMl) -> Element {
 // ---------------------------------------------------------------------------------------------
 // element -> model (lenient: unknown elements are ignored, namespaces are not required)
 
+/// Where the mapper is, for error messages; the path string is only built when an error occurs.
 struct Ctx<'a> {
-    path: &'a str,
+    parent: &'a str,
+    name: &'a str,
+}
+
+impl Ctx<'_> {
+    fn path(&self) -> String {
+        if self.name.is_empty() {
+            self.parent.to_owned()
+        } else {
+            format!("{}/{}", self.parent, self.name)
+        }
+    }
 }
 
 fn truncate(s: &str) -> String {
@@ -426,7 +438,7 @@ fn parse_num<T: std::str::FromStr>(
     text: &str,
 ) -> Result<T, ModelError> {
     text.trim().parse().map_err(|_| ModelError::BadNumber {
-        path: ctx.path.to_owned(),
+        path: ctx.path(),
         element,
         value: truncate(text),
     })
@@ -434,7 +446,7 @@ fn parse_num<T: std::str::FromStr>(
 
 fn req<'e>(ctx: &Ctx<'_>, e: &'e Element, name: &'static str) -> Result<&'e Element, ModelError> {
     e.find(name).ok_or_else(|| ModelError::Missing {
-        path: ctx.path.to_owned(),
+        path: ctx.path(),
         element: name,
     })
 }
@@ -505,7 +517,7 @@ fn data(ctx: &Ctx<'_>, e: &Element, limits: &Limits) -> Result<Data, ModelError>
     if let [single] = opaque.as_slice() {
         if wbxml::looks_like_wbxml(single) {
             let nested = wbxml::decode(single, limits).map_err(|err| ModelError::Embedded {
-                path: ctx.path.to_owned(),
+                path: ctx.path(),
                 reason: err.to_string(),
             })?;
             return Ok(Data::Xml(nested));
@@ -563,17 +575,24 @@ fn item_cmd(ctx: &Ctx<'_>, e: &Element, limits: &Limits) -> Result<ItemCmd, Mode
 }
 
 fn container(ctx: &Ctx<'_>, e: &Element, limits: &Limits) -> Result<Container, ModelError> {
+    let path = ctx.path();
+    let inner = Ctx {
+        parent: &path,
+        name: "",
+    };
     Ok(Container {
         cmd_id: req_num(ctx, e, "CmdID")?,
         no_resp: e.find("NoResp").is_some(),
         meta: opt_meta(ctx, e)?,
-        commands: commands(ctx, e, limits)?,
+        commands: commands(&inner, e, limits)?,
     })
 }
 
 fn command(ctx: &Ctx<'_>, e: &Element, limits: &Limits) -> Result<Option<Command>, ModelError> {
-    let path = format!("{}/{}", ctx.path, e.name);
-    let ctx = &Ctx { path: &path };
+    let ctx = &Ctx {
+        parent: ctx.parent,
+        name: e.name.as_ref(),
+    };
     Ok(Some(match e.name.as_ref() {
         "Alert" => Command::Alert(Alert {
             cmd_id: req_num(ctx, e, "CmdID")?,
@@ -644,10 +663,14 @@ pub fn from_element(root: &Element, limits: &Limits) -> Result<SyncMl, ModelErro
             found: truncate(&root.name),
         });
     }
-    let top = Ctx { path: "SyncML" };
+    let top = Ctx {
+        parent: "SyncML",
+        name: "",
+    };
     let h = req(&top, root, "SyncHdr")?;
     let ctx = &Ctx {
-        path: "SyncML/SyncHdr",
+        parent: "SyncML/SyncHdr",
+        name: "",
     };
     let hdr = SyncHdr {
         ver_dtd: req(ctx, h, "VerDTD")?.text_content(),
@@ -663,7 +686,8 @@ pub fn from_element(root: &Element, limits: &Limits) -> Result<SyncMl, ModelErro
     };
     let b = req(&top, root, "SyncBody")?;
     let ctx = &Ctx {
-        path: "SyncML/SyncBody",
+        parent: "SyncML/SyncBody",
+        name: "",
     };
     Ok(SyncMl {
         hdr,
