@@ -192,7 +192,6 @@ fn direct_add(
     meta: Option<&Meta>,
     data: Option<&Data>,
 ) -> Result<DirectAdd, BootstrapError> {
-    use base64::Engine as _;
     let format = meta
         .and_then(|m| m.format.as_deref())
         .and_then(Format::parse)
@@ -203,21 +202,16 @@ fn direct_add(
         });
     let value = match data {
         None => Vec::new(),
-        Some(Data::Text(t)) if format.is_binary() => {
-            let compact: String = t.split_ascii_whitespace().collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact.as_bytes())
-                .map_err(|e| BootstrapError::Embedded {
-                    reason: format!("{}: bad base64: {e}", uri.as_str()),
-                })?
-        }
-        Some(Data::Text(t)) => t.as_bytes().to_vec(),
-        Some(Data::Binary(b)) => b.clone(),
         Some(Data::Xml(_)) => {
             return Err(BootstrapError::Embedded {
                 reason: format!("{}: markup where a value was expected", uri.as_str()),
             });
         }
+        Some(d) => d
+            .value_bytes(format.is_binary())
+            .map_err(|e| BootstrapError::Embedded {
+                reason: format!("{}: {e}", uri.as_str()),
+            })?,
     };
     Ok(DirectAdd { uri, format, value })
 }

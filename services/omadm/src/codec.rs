@@ -528,15 +528,7 @@ fn data(ctx: &Ctx<'_>, e: &Element, limits: &Limits) -> Result<Data, ModelError>
         });
     }
     // Leaf text is kept exactly: values may legitimately start or end with spaces.
-    let mut s = String::new();
-    for n in &e.content {
-        match n {
-            Node::Text(t) => s.push_str(t),
-            Node::Opaque(b) => s.push_str(&String::from_utf8_lossy(b)),
-            Node::Element(_) => {}
-        }
-    }
-    Ok(Data::Text(s))
+    Ok(Data::Text(e.raw_text()))
 }
 
 fn item(ctx: &Ctx<'_>, e: &Element, limits: &Limits) -> Result<Item, ModelError> {

@@ -127,9 +127,9 @@ impl Element {
         self.content.iter().any(|n| matches!(n, Node::Element(_)))
     }
 
-    /// The concatenated character data directly inside this element (opaque data decoded as UTF-8
-    /// where it is valid), trimmed of surrounding whitespace.
-    pub fn text_content(&self) -> String {
+    /// The concatenated character data directly inside this element, exactly as it stands (opaque
+    /// data decoded as UTF-8 where it is valid).
+    pub fn raw_text(&self) -> String {
         let mut s = String::new();
         for n in &self.content {
             match n {
@@ -138,6 +138,12 @@ impl Element {
                 Node::Element(_) => {}
             }
         }
+        s
+    }
+
+    /// [`Element::raw_text`] trimmed of surrounding whitespace.
+    pub fn text_content(&self) -> String {
+        let s = self.raw_text();
         let trimmed = s.trim();
         if trimmed.len() == s.len() {
             s

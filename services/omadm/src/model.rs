@@ -281,6 +281,34 @@ impl Data {
     }
 }
 
+/// `Data` that cannot be a node value of the Format it claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data is not valid base64 for a b64/bin node")]
+pub struct NotBase64;
+
+impl Data {
+    /// The bytes this data stores as a node value: for a binary Format (`b64`, `bin`) text is
+    /// base64 (whitespace ignored); markup is written as an XML fragment.
+    pub fn value_bytes(&self, binary_format: bool) -> Result<Vec<u8>, NotBase64> {
+        use base64::Engine as _;
+        Ok(match self {
+            Data::Text(t) if binary_format => {
+                let compact: String = t.split_ascii_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact.as_bytes())
+                    .map_err(|_| NotBase64)?
+            }
+            Data::Text(t) => t.as_bytes().to_vec(),
+            Data::Binary(b) => b.clone(),
+            Data::Xml(e) => {
+                let mut out = Vec::new();
+                crate::xml::encode_fragment(e, &mut out);
+                out
+            }
+        })
+    }
+}
+
 impl From<&str> for Data {
     fn from(s: &str) -> Data {
         Data::Text(s.to_owned())

@@ -141,19 +141,9 @@ fn node_from(meta: Option<&Meta>, data: Option<&Data>) -> Result<NewNode, u16> {
     }
     let bytes = match data {
         None => Vec::new(),
-        Some(Data::Text(t)) if format.is_binary() => {
-            let compact: String = t.split_ascii_whitespace().collect();
-            STANDARD
-                .decode(compact.as_bytes())
-                .map_err(|_| status_code::BAD_REQUEST)?
-        }
-        Some(Data::Text(t)) => t.as_bytes().to_vec(),
-        Some(Data::Binary(b)) => b.clone(),
-        Some(Data::Xml(e)) => {
-            let mut out = Vec::new();
-            crate::xml::encode_fragment(e, &mut out);
-            out
-        }
+        Some(d) => d
+            .value_bytes(format.is_binary())
+            .map_err(|_| status_code::BAD_REQUEST)?,
     };
     let mut node = NewNode::leaf(format, bytes);
     if let Some(t) = meta.and_then(|m| m.type_.as_deref()) {

@@ -1,6 +1,11 @@
 //! Cross-check of whole SyncML DM messages built with the typed model against Debian's libwbxml:
 //! our WBXML read by `wbxml2xml`, and `xml2wbxml`'s reading of our XML, must give back the same model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+use common::tool;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command as Process;
@@ -11,22 +16,6 @@ use omadm::codec::{self, Encoding};
 use omadm::element::Limits;
 use omadm::model::*;
 use omadm::tnds::MgmtTree;
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("DMGW_REQUIRE_TOOLS").is_none(),
-            "`{name}` is required (DMGW_REQUIRE_TOOLS is set): apt-get install libwbxml2-utils"
-        );
-        eprintln!("NOTICE: `{name}` not found (libwbxml2-utils); skipping");
-    }
-    found
-}
 
 /// Run a libwbxml tool on `input`, returning its output file's bytes.
 fn run(tool: &PathBuf, extra: &[&str], input: &[u8]) -> Vec<u8> {

@@ -4,6 +4,9 @@
 // Test code throughout (helpers included): a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+use common::tool;
+
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -154,25 +157,6 @@ fn nest_ddf(e: &Element) -> Element {
         name: e.name.clone(),
         content,
     }
-}
-
-/// The path of a libwbxml tool, or `None` (with a notice) when it is not installed.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("DMGW_REQUIRE_TOOLS").is_none(),
-            "`{name}` is required (DMGW_REQUIRE_TOOLS is set): apt-get install libwbxml2-utils"
-        );
-        eprintln!(
-            "NOTICE: `{name}` not found (Debian package libwbxml2-utils); skipping libwbxml cross-check"
-        );
-    }
-    found
 }
 
 /// Run a libwbxml tool; panics with its output when it fails.
