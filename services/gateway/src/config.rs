@@ -1,0 +1,415 @@
+//! The gateway's settings: a TOML file, overridden by `DMGW_*` environment variables, overridden by
+//! flags. `dmgw serve --help` documents every setting; secrets are held as `Secret` and never printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use omadm::secret::Secret;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A setting is missing, malformed or unsafe.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for these settings.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("setting {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `dmgw serve` flags; each is also an environment variable and a key of the TOML file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and DMGW_* variables override its keys.
+    #[arg(long, env = "DMGW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// SQLite database file (created with its folder). Default: ./data/dmgw.db
+    #[arg(long, env = "DMGW_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// Address of the admin API. Default: 127.0.0.1:8080
+    #[arg(long, env = "DMGW_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token of the admin API (prefer --admin-token-file or the environment).
+    #[arg(long, env = "DMGW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin API's bearer token.
+    #[arg(long, env = "DMGW_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Run the admin API without a token (local development only).
+    #[arg(long, env = "DMGW_INSECURE_ADMIN")]
+    pub insecure_admin: bool,
+    /// PEM certificate chain for the admin API's TLS; with --admin-tls-key, the API speaks HTTPS.
+    #[arg(long, env = "DMGW_ADMIN_TLS_CERT")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key for the admin API's TLS.
+    #[arg(long, env = "DMGW_ADMIN_TLS_KEY")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback admin address (tests and trusted networks only).
+    #[arg(long, env = "DMGW_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+    /// The gateway's own DevId (./DevInfo/DevId), as DM Servers know it. Default: urn:dmgw:gateway
+    #[arg(long, env = "DMGW_DEV_ID")]
+    pub dev_id: Option<String>,
+    /// Factory accounts to load at start (TOML, see deploy/gateway/accounts.example.toml).
+    #[arg(long, env = "DMGW_ACCOUNTS_FILE")]
+    pub accounts_file: Option<PathBuf>,
+    /// Log format: text or json. Default: text
+    #[arg(long, env = "DMGW_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (tracing EnvFilter syntax). Default: info
+    #[arg(long, env = "DMGW_LOG")]
+    pub log: Option<String>,
+    /// Largest request body the admin API accepts, in bytes. Default: 65536
+    #[arg(long, env = "DMGW_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish at shutdown. Default: 10
+    #[arg(long, env = "DMGW_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+    /// Alert delivery attempts before an alert is marked failed. Default: 20
+    #[arg(long, env = "DMGW_ALERT_MAX_ATTEMPTS")]
+    pub alert_max_attempts: Option<u32>,
+    /// First retry delay of alert delivery, in milliseconds (doubles per attempt). Default: 1000
+    #[arg(long, env = "DMGW_ALERT_BACKOFF_MS")]
+    pub alert_backoff_ms: Option<u64>,
+    /// Largest retry delay of alert delivery, in milliseconds. Default: 300000
+    #[arg(long, env = "DMGW_ALERT_BACKOFF_MAX_MS")]
+    pub alert_backoff_max_ms: Option<u64>,
+    /// Seconds without a heartbeat after which a device is declared lost. Default: 120
+    #[arg(long, env = "DMGW_HEARTBEAT_TIMEOUT")]
+    pub heartbeat_timeout: Option<u64>,
+}
+
+/// The keys of the TOML file (the same names as the flags, with underscores).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database: Option<PathBuf>,
+    admin_listen: Option<SocketAddr>,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    insecure_admin: Option<bool>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
+    allow_plain_http: Option<bool>,
+    dev_id: Option<String>,
+    accounts_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    max_body_bytes: Option<usize>,
+    shutdown_timeout: Option<u64>,
+    alert_max_attempts: Option<u32>,
+    alert_backoff_ms: Option<u64>,
+    alert_backoff_max_ms: Option<u64>,
+    heartbeat_timeout: Option<u64>,
+}
+
+/// Retry policy of the alert outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// First delay.
+    pub base: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+/// TLS material for a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The resolved settings the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Admin API address.
+    pub admin_listen: SocketAddr,
+    /// Admin bearer token; `None` only with `insecure_admin`.
+    pub admin_token: Option<Secret>,
+    /// TLS for the admin API.
+    pub admin_tls: Option<TlsFiles>,
+    /// The gateway's DevId.
+    pub dev_id: String,
+    /// Factory accounts file.
+    pub accounts_file: Option<PathBuf>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log: String,
+    /// Largest admin request body.
+    pub max_body_bytes: usize,
+    /// Shutdown grace period.
+    pub shutdown_timeout: Duration,
+    /// Alert retry policy.
+    pub alert_retry: RetryPolicy,
+    /// Heartbeat timeout.
+    pub heartbeat_timeout: Duration,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_token(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Secret::new(text.trim()))
+}
+
+impl ServeArgs {
+    /// Resolve flags and environment (already merged by clap) over the file over the defaults.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let token = match (
+            self.admin_token.clone(),
+            self.admin_token_file.clone(),
+            file.admin_token.clone(),
+            file.admin_token_file.clone(),
+        ) {
+            (Some(t), ..) => Some(Secret::new(t)),
+            (None, Some(p), ..) => Some(read_token(&p)?),
+            (None, None, Some(t), _) => Some(Secret::new(t)),
+            (None, None, None, Some(p)) => Some(read_token(&p)?),
+            (None, None, None, None) => None,
+        }
+        .filter(|t| !t.is_empty());
+        let insecure = self.insecure_admin || file.insecure_admin.unwrap_or(false);
+        if token.is_none() && !insecure {
+            return Err(ConfigError::Invalid {
+                name: "admin_token",
+                reason: "the admin API needs a bearer token (--admin-token-file, DMGW_ADMIN_TOKEN) \
+                         or --insecure-admin for local development"
+                    .into(),
+            });
+        }
+        if let Some(t) = &token
+            && t.expose().len() < 16
+        {
+            return Err(ConfigError::Invalid {
+                name: "admin_token",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+        let admin_listen = self
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let admin_tls = match (
+            self.admin_tls_cert.clone().or(file.admin_tls_cert),
+            self.admin_tls_key.clone().or(file.admin_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "admin_tls_cert",
+                    reason: "--admin-tls-cert and --admin-tls-key go together".into(),
+                });
+            }
+        };
+        let plain_ok = self.allow_plain_http || file.allow_plain_http.unwrap_or(false);
+        if admin_tls.is_none() && !admin_listen.ip().is_loopback() && !plain_ok {
+            return Err(ConfigError::Invalid {
+                name: "admin_listen",
+                reason: format!(
+                    "{admin_listen} is not a loopback address: give --admin-tls-cert/--admin-tls-key, \
+                     or --allow-plain-http to accept plain HTTP"
+                ),
+            });
+        }
+        let dev_id = self
+            .dev_id
+            .clone()
+            .or(file.dev_id)
+            .unwrap_or_else(|| "urn:dmgw:gateway".to_owned());
+        if dev_id.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "dev_id",
+                reason: "must not be empty".into(),
+            });
+        }
+        let max_body_bytes = self.max_body_bytes.or(file.max_body_bytes).unwrap_or(65_536);
+        if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::Invalid {
+                name: "max_body_bytes",
+                reason: "must be between 1 KiB and 16 MiB".into(),
+            });
+        }
+        let base = self.alert_backoff_ms.or(file.alert_backoff_ms).unwrap_or(1000);
+        let max = self
+            .alert_backoff_max_ms
+            .or(file.alert_backoff_max_ms)
+            .unwrap_or(300_000);
+        if base == 0 || max < base {
+            return Err(ConfigError::Invalid {
+                name: "alert_backoff_ms",
+                reason: "the first delay must be positive and not above the largest".into(),
+            });
+        }
+        Ok(Settings {
+            database: self
+                .database
+                .clone()
+                .or(file.database)
+                .unwrap_or_else(|| PathBuf::from("./data/dmgw.db")),
+            admin_listen,
+            admin_token: token,
+            admin_tls,
+            dev_id,
+            accounts_file: self.accounts_file.clone().or(file.accounts_file),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            log: self
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".to_owned()),
+            max_body_bytes,
+            shutdown_timeout: Duration::from_secs(
+                self.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(10),
+            ),
+            alert_retry: RetryPolicy {
+                max_attempts: self
+                    .alert_max_attempts
+                    .or(file.alert_max_attempts)
+                    .unwrap_or(20)
+                    .max(1),
+                base: Duration::from_millis(base),
+                max: Duration::from_millis(max),
+            },
+            heartbeat_timeout: Duration::from_secs(
+                self.heartbeat_timeout
+                    .or(file.heartbeat_timeout)
+                    .unwrap_or(120)
+                    .max(1),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            admin_token: Some("0123456789abcdef0123".into()),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_work_with_a_token() {
+        let s = args().resolve().unwrap();
+        assert_eq!(s.database, PathBuf::from("./data/dmgw.db"));
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:8080");
+        assert!(format!("{s:?}").contains("<redacted>"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn refuses_to_start_without_a_token_unless_insecure() {
+        let err = ServeArgs::default().resolve().unwrap_err();
+        assert!(err.to_string().contains("admin_token"), "{err}");
+        let s = ServeArgs {
+            insecure_admin: true,
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(s.admin_token.is_none());
+    }
+
+    #[test]
+    fn file_is_overridden_by_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dmgw.toml");
+        std::fs::write(
+            &path,
+            "database = \"/tmp/x.db\"\ndev_id = \"from-file\"\nalert_max_attempts = 3\n",
+        )
+        .unwrap();
+        let s = ServeArgs {
+            config: Some(path.clone()),
+            dev_id: Some("from-flag".into()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.database, PathBuf::from("/tmp/x.db"));
+        assert_eq!(s.dev_id, "from-flag");
+        assert_eq!(s.alert_retry.max_attempts, 3);
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..args()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_opt_in() {
+        let a = ServeArgs {
+            admin_listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..args()
+        };
+        assert!(a.resolve().is_err());
+        let a = ServeArgs {
+            allow_plain_http: true,
+            ..a
+        };
+        assert!(a.resolve().is_ok());
+    }
+}
