@@ -867,6 +867,93 @@ async fn outbox_enqueue_is_idempotent_and_delivery_is_tracked() {
     assert!(Millis::parse_rfc3339(created).is_some(), "{created}");
 }
 
+#[tokio::test]
+async fn claims_lease_alerts_and_jobs() {
+    let (_dir, store) = fresh().await;
+    let t0 = Millis(1_714_564_800_000);
+    let lease = t0.saturating_add(Duration::from_secs(30));
+    store
+        .enqueue_alerts(&[
+            alert("IMEI:1", "s1", "c-1", t0),
+            alert("IMEI:2", "s2", "c-2", t0),
+            alert(
+                "IMEI:3",
+                "s1",
+                "c-3",
+                lease.saturating_add(Duration::from_secs(1)),
+            ),
+        ])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due_alerts(Some("s1"), t0, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].correlator, "c-1");
+    assert_eq!(claimed[0].next_attempt_at, lease);
+    // Claimed alerts are not handed out again while leased ...
+    let rest = store.claim_due_alerts(None, t0, lease, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].correlator, "c-2");
+    assert!(
+        store
+            .claim_due_alerts(None, t0, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ... and come back when the lease ends (the worker crashed).
+    let after = store.due_alerts(lease, 10).await.unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(matches!(
+        store.claim_due_alerts(None, lease, t0, 10).await,
+        Err(StoreError::Invalid {
+            field: "lease_until",
+            ..
+        })
+    ));
+
+    for dev in ["IMEI:1", "IMEI:2"] {
+        store
+            .create_or_get_job(&NewJob {
+                server_id: "s9".into(),
+                dev_id: dev.into(),
+                workflow: Workflow::One,
+                bootstrap_url: None,
+                next_attempt_at: t0,
+            })
+            .await
+            .unwrap();
+    }
+    let jobs = store.claim_due_jobs(t0, lease, 1).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (
+            jobs[0].state,
+            jobs[0].next_attempt_at,
+            jobs[0].dev_id.as_str()
+        ),
+        (JobState::InProgress, lease, "IMEI:1")
+    );
+    let jobs = store.claim_due_jobs(t0, lease, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].dev_id, "IMEI:2");
+    assert!(
+        store
+            .claim_due_jobs(t0, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_due_jobs(lease, lease.saturating_add(Duration::from_secs(30)), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|j| j.state == JobState::InProgress));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bootstrap jobs
 

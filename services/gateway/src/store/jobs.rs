@@ -118,6 +118,45 @@ pub async fn due(
     to_jobs(rows)
 }
 
+/// Claim the open jobs due at `now`, at most `limit`, earliest first: a pending job becomes
+/// `in_progress`, and every claimed job's `next_attempt_at` moves to `lease_until` (a job whose
+/// worker crashes is due again when the lease ends; an `awaiting_push` job whose deadline
+/// passed keeps its state for the worker to decide). Run it in a write transaction.
+#[instrument(skip_all, fields(now = now.0, lease_until = lease_until.0, limit = limit))]
+pub async fn claim_due(
+    conn: &mut SqliteConnection,
+    now: Millis,
+    lease_until: Millis,
+    limit: u32,
+) -> Result<Vec<BootstrapJob>, StoreError> {
+    if lease_until <= now {
+        return Err(StoreError::Invalid {
+            field: "lease_until",
+            reason: "must be after now".into(),
+        });
+    }
+    let due = due(conn, now, limit).await?;
+    let ids = super::json_ids(due.iter().map(|j| j.id.0));
+    let sql = format!(
+        "UPDATE bootstrap_jobs \
+         SET state = CASE state WHEN 'pending' THEN 'in_progress' ELSE state END, \
+             next_attempt_at = ?2, updated_at = ?3 \
+         WHERE id IN (SELECT value FROM json_each(?1)) RETURNING {COLUMNS}"
+    );
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(lease_until.0)
+        .bind(Millis::now().0)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut claimed = to_jobs(rows)?;
+    // Keep the due order (RETURNING order is unspecified).
+    let order: std::collections::BTreeMap<JobId, usize> =
+        due.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
+    claimed.sort_by_key(|j| order.get(&j.id).copied());
+    Ok(claimed)
+}
+
 /// The job `id`.
 #[instrument(skip_all, fields(id = id.0))]
 pub async fn get(conn: &mut SqliteConnection, id: JobId) -> Result<BootstrapJob, StoreError> {
@@ -248,6 +287,20 @@ impl Store {
     pub async fn due_jobs(&self, now: Millis, limit: u32) -> Result<Vec<BootstrapJob>, StoreError> {
         let mut conn = self.conn().await?;
         due(&mut conn, now, limit).await
+    }
+
+    /// Claim due jobs in one transaction (see [`claim_due`]).
+    #[instrument(skip_all, fields(now = now.0, limit = limit))]
+    pub async fn claim_due_jobs(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<BootstrapJob>, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = claim_due(&mut tx, now, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// The job `id`.

@@ -110,11 +110,11 @@ impl StoreError {
         }
     }
 
-    /// A `NotFound` error for `what` keyed `key`.
+    /// A `NotFound` error for `what` keyed `key` (a bounded excerpt of it).
     pub(crate) fn not_found(what: &'static str, key: &str) -> StoreError {
         StoreError::NotFound {
             what,
-            key: key.to_owned(),
+            key: excerpt(key, 128),
         }
     }
 }

@@ -156,6 +156,52 @@ pub async fn due_for_server(
     to_alerts(rows)
 }
 
+/// Claim the pending alerts due at `now` (all servers, or only `server_id`), at most `limit`,
+/// earliest first: their `next_attempt_at` moves to `lease_until`, so no other worker picks
+/// them meanwhile, and a worker that crashes before `mark_delivered`/`record_failure` leaves
+/// them due again once the lease ends. Run it in a write transaction (`Store::begin`).
+#[instrument(skip_all, fields(now = now.0, lease_until = lease_until.0, limit = limit))]
+pub async fn claim_due(
+    conn: &mut SqliteConnection,
+    server_id: Option<&str>,
+    now: Millis,
+    lease_until: Millis,
+    limit: u32,
+) -> Result<Vec<AlertRow>, StoreError> {
+    if lease_until <= now {
+        return Err(StoreError::Invalid {
+            field: "lease_until",
+            reason: "must be after now".into(),
+        });
+    }
+    let limit = check_limit(limit)?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alert_outbox \
+         WHERE state = 'pending' AND next_attempt_at <= ?1 AND (?2 IS NULL OR server_id = ?2) \
+         ORDER BY next_attempt_at, id LIMIT ?3"
+    );
+    let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(now.0)
+        .bind(server_id)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE alert_outbox SET next_attempt_at = ?2 \
+         WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json_ids(rows.iter().map(|r| r.id)))
+    .bind(lease_until.0)
+    .execute(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|mut r| {
+            r.next_attempt_at = lease_until.0;
+            to_alert(r)
+        })
+        .collect()
+}
+
 /// Mark alerts delivered at `now` (pending or failed ones; delivered ones are left as they
 /// are). Returns how many changed.
 #[instrument(skip_all, fields(count = ids.len()))]
@@ -306,6 +352,21 @@ impl Store {
     ) -> Result<Vec<AlertRow>, StoreError> {
         let mut conn = self.conn().await?;
         due_for_server(&mut conn, server_id, now, limit).await
+    }
+
+    /// Claim due alerts in one transaction (see [`claim_due`]).
+    #[instrument(skip_all, fields(now = now.0, limit = limit))]
+    pub async fn claim_due_alerts(
+        &self,
+        server_id: Option<&str>,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = claim_due(&mut tx, server_id, now, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Mark alerts delivered in one transaction (see [`mark_delivered`]).
