@@ -9,6 +9,7 @@ CREATE TABLE accounts (
     name          TEXT,
     pref_con_ref  TEXT,
     aauth_pref    TEXT,
+    bootstrap_server_url TEXT,  -- Ext/BootstrapServerURL (dmgw extension, see omadm::mo)
     origin        TEXT    NOT NULL CHECK (origin IN ('factory', 'operator', 'bootstrap')),
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
@@ -19,22 +20,32 @@ CREATE TABLE account_addrs (
     account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     node_name  TEXT    NOT NULL,
     addr       TEXT    NOT NULL,
-    addr_type  TEXT    NOT NULL,
-    ports      TEXT    NOT NULL DEFAULT '',  -- comma-separated PortNbr values
+    addr_type  TEXT    NOT NULL CHECK (addr_type IN ('URI', 'IPv4', 'IPv6')),
     PRIMARY KEY (account_id, node_name)
+);
+
+-- ./DMAcc/<X>/AppAddr/<addr_node>/Port/<node_name>/PortNbr
+CREATE TABLE account_ports (
+    account_id INTEGER NOT NULL,
+    addr_node  TEXT    NOT NULL,
+    node_name  TEXT    NOT NULL,
+    port_nbr   INTEGER NOT NULL CHECK (port_nbr BETWEEN 0 AND 65535),
+    PRIMARY KEY (account_id, addr_node, node_name),
+    FOREIGN KEY (account_id, addr_node) REFERENCES account_addrs (account_id, node_name) ON DELETE CASCADE
 );
 
 -- ./DMAcc/<X>/AppAuth/<node_name>, without its secrets (those live in account_secrets).
 CREATE TABLE account_auths (
     account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     node_name  TEXT    NOT NULL,
-    level      TEXT    NOT NULL,
+    level      TEXT    NOT NULL CHECK (level IN ('CLCRED', 'SRVCRED', 'HTTP')),
     auth_type  TEXT    NOT NULL,
     auth_name  TEXT,
     PRIMARY KEY (account_id, node_name)
 );
 
--- AAuthSecret and AAuthData (the nonce) of each AppAuth, apart from what the API reads.
+-- AAuthSecret and AAuthData (the nonce, base64 text) of each AppAuth, apart from what the API reads.
+-- Every account_auths row has exactly one account_secrets row (both columns may be NULL).
 CREATE TABLE account_secrets (
     account_id INTEGER NOT NULL,
     node_name  TEXT    NOT NULL,
@@ -54,7 +65,7 @@ CREATE TABLE devices (
     dm_v        TEXT,
     lang        TEXT,
     address     TEXT,
-    state       TEXT    NOT NULL,
+    state       TEXT    NOT NULL,  -- omadm::mo::DeviceState text (discovered, attached, ...)
     first_seen  INTEGER NOT NULL,
     last_seen   INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
@@ -67,13 +78,14 @@ CREATE TABLE device_servers (
     server_id      TEXT    NOT NULL,
     matched        INTEGER NOT NULL DEFAULT 0 CHECK (matched IN (0, 1)),
     bootstrap_url  TEXT,
+    position       INTEGER NOT NULL,  -- 1, 2, 3 ... in the order the device reported them
     reported_at    INTEGER NOT NULL,
     PRIMARY KEY (device_id, server_id)
 );
 CREATE INDEX device_servers_server ON device_servers (server_id, matched);
 
 -- The alert outbox: one row per device x server x alert; delivered exactly once as the server sees
--- it (the correlator lets it recognise a repeat).
+-- it (the correlator lets it recognise a repeat). Due when state = 'pending' and next_attempt_at <= now.
 CREATE TABLE alert_outbox (
     id              INTEGER PRIMARY KEY,
     dev_id          TEXT    NOT NULL,
@@ -90,8 +102,12 @@ CREATE TABLE alert_outbox (
 );
 CREATE INDEX alert_outbox_due ON alert_outbox (state, next_attempt_at);
 CREATE INDEX alert_outbox_server ON alert_outbox (server_id, state);
+CREATE INDEX alert_outbox_dev ON alert_outbox (dev_id);
 
 -- Bootstrap jobs: getting the gateway bootstrapped for a ServerID it does not know (steps 4-7).
+-- A job is due when its state is pending, in_progress or awaiting_push and next_attempt_at <= now:
+-- next_attempt_at is the retry time (pending), the lease end (in_progress: a job whose worker
+-- crashed is picked up again) or the push deadline (awaiting_push).
 CREATE TABLE bootstrap_jobs (
     id              INTEGER PRIMARY KEY,
     server_id       TEXT    NOT NULL,

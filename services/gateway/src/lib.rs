@@ -1,1 +1,4 @@
 //! dmgw
+
+pub mod domain;
+pub mod store;
