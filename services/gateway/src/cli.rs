@@ -144,14 +144,27 @@ fn items(v: &Value) -> Vec<Value> {
 /// Run one operator command; returns what to print.
 pub async fn run(args: &ClientArgs, cmd: &ClientCommand) -> Result<String, CliError> {
     let (value, columns): (Value, &[&str]) = match cmd {
-        ClientCommand::Devices { dev_id: Some(id), .. } => {
+        ClientCommand::Devices {
+            dev_id: Some(id), ..
+        } => {
             let path = format!("/api/v1/devices/{}", urlencode(id));
             (
                 get(args, &path, &[]).await?,
-                &["dev_id", "state", "address", "man", "model", "servers", "last_seen"],
+                &[
+                    "dev_id",
+                    "state",
+                    "address",
+                    "man",
+                    "model",
+                    "servers",
+                    "last_seen",
+                ],
             )
         }
-        ClientCommand::Devices { dev_id: None, state } => {
+        ClientCommand::Devices {
+            dev_id: None,
+            state,
+        } => {
             let q: Vec<(&str, &str)> = state.iter().map(|s| ("state", s.as_str())).collect();
             (
                 get(args, "/api/v1/devices", &q).await?,
@@ -166,7 +179,15 @@ pub async fn run(args: &ClientArgs, cmd: &ClientCommand) -> Result<String, CliEr
             let q: Vec<(&str, &str)> = state.iter().map(|s| ("state", s.as_str())).collect();
             (
                 get(args, "/api/v1/alerts", &q).await?,
-                &["id", "dev_id", "server_id", "alert_type", "state", "attempts", "last_error"],
+                &[
+                    "id",
+                    "dev_id",
+                    "server_id",
+                    "alert_type",
+                    "state",
+                    "attempts",
+                    "last_error",
+                ],
             )
         }
     };

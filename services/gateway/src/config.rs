@@ -228,9 +228,10 @@ impl ServeArgs {
         if token.is_none() && !insecure {
             return Err(ConfigError::Invalid {
                 name: "admin_token",
-                reason: "the admin API needs a bearer token (--admin-token-file, DMGW_ADMIN_TOKEN) \
+                reason:
+                    "the admin API needs a bearer token (--admin-token-file, DMGW_ADMIN_TOKEN) \
                          or --insecure-admin for local development"
-                    .into(),
+                        .into(),
             });
         }
         if let Some(t) = &token
@@ -279,14 +280,20 @@ impl ServeArgs {
                 reason: "must not be empty".into(),
             });
         }
-        let max_body_bytes = self.max_body_bytes.or(file.max_body_bytes).unwrap_or(65_536);
+        let max_body_bytes = self
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(65_536);
         if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
             return Err(ConfigError::Invalid {
                 name: "max_body_bytes",
                 reason: "must be between 1 KiB and 16 MiB".into(),
             });
         }
-        let base = self.alert_backoff_ms.or(file.alert_backoff_ms).unwrap_or(1000);
+        let base = self
+            .alert_backoff_ms
+            .or(file.alert_backoff_ms)
+            .unwrap_or(1000);
         let max = self
             .alert_backoff_max_ms
             .or(file.alert_backoff_max_ms)
@@ -316,7 +323,9 @@ impl ServeArgs {
                 .unwrap_or_else(|| "info".to_owned()),
             max_body_bytes,
             shutdown_timeout: Duration::from_secs(
-                self.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(10),
+                self.shutdown_timeout
+                    .or(file.shutdown_timeout)
+                    .unwrap_or(10),
             ),
             alert_retry: RetryPolicy {
                 max_attempts: self

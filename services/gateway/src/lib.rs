@@ -1,4 +1,14 @@
-//! dmgw
+//! dmgw, the OMA DM Gateway: actors, the SQLite store, the admin API and the gateway's DM faces.
+//! `main.rs` only parses the command line; everything else is here so tests can drive it.
 
+pub mod actors;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dm_client;
 pub mod domain;
+pub mod provision;
+pub mod startup;
+pub mod state;
 pub mod store;
+pub mod telemetry;

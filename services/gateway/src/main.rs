@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask a running gateway's admin API (devices, accounts, alerts).
     #[command(flatten)]
     Client(ClientCmd),
@@ -54,7 +54,7 @@ enum ClientCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => match gateway::startup::serve(args) {
+        Command::Serve(args) => match gateway::startup::serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dmgw: {e}");

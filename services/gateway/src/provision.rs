@@ -155,8 +155,7 @@ impl AccountInput {
             app_auth,
             bootstrap_server_url: self.bootstrap_server_url.clone(),
         };
-        acc.validate()
-            .map_err(|e| bad("account", e.to_string()))?;
+        acc.validate().map_err(|e| bad("account", e.to_string()))?;
         Ok(acc)
     }
 }
@@ -260,15 +259,60 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let cases: Vec<(AccountInput, &str)> = vec![
-            (AccountInput { server_id: " ".into(), ..input() }, "server_id"),
-            (AccountInput { addr: "http://x/dm".into(), ..input() }, "addr"),
-            (AccountInput { addr: "ftp://x/dm".into(), ..input() }, "addr"),
-            (AccountInput { addr: "not a url".into(), ..input() }, "addr"),
-            (AccountInput { auth_type: "X509".into(), ..input() }, "auth_type"),
-            (AccountInput { auth_name: "".into(), ..input() }, "auth_name"),
-            (AccountInput { auth_secret: "".into(), ..input() }, "auth_secret"),
             (
-                AccountInput { server_auth_name: Some("s".into()), ..input() },
+                AccountInput {
+                    server_id: " ".into(),
+                    ..input()
+                },
+                "server_id",
+            ),
+            (
+                AccountInput {
+                    addr: "http://x/dm".into(),
+                    ..input()
+                },
+                "addr",
+            ),
+            (
+                AccountInput {
+                    addr: "ftp://x/dm".into(),
+                    ..input()
+                },
+                "addr",
+            ),
+            (
+                AccountInput {
+                    addr: "not a url".into(),
+                    ..input()
+                },
+                "addr",
+            ),
+            (
+                AccountInput {
+                    auth_type: "X509".into(),
+                    ..input()
+                },
+                "auth_type",
+            ),
+            (
+                AccountInput {
+                    auth_name: "".into(),
+                    ..input()
+                },
+                "auth_name",
+            ),
+            (
+                AccountInput {
+                    auth_secret: "".into(),
+                    ..input()
+                },
+                "auth_secret",
+            ),
+            (
+                AccountInput {
+                    server_auth_name: Some("s".into()),
+                    ..input()
+                },
                 "server_auth_name",
             ),
         ];

@@ -988,7 +988,7 @@ impl ServerSession {
                         found: msg.hdr.session_id.clone(),
                     });
                 }
-                return Ok(self.continue_open(msg));
+                return Ok(self.continue_open(msg, false));
             }
             ServerState::AwaitingPackage1 => {}
         }
@@ -1014,7 +1014,7 @@ impl ServerSession {
                 self.state = ServerState::Open;
                 self.dev_id = Some(dev_id.clone());
                 self.name = Some(name.clone());
-                let mut step = self.continue_open(msg);
+                let mut step = self.continue_open(msg, true);
                 step.events
                     .insert(0, ServerEvent::Authenticated { dev_id, name });
                 // A fresh nonce for the next session (md5 and HMAC), sent with 212.
@@ -1049,11 +1049,11 @@ impl ServerSession {
 
     /// Process an authenticated client message: statuses, results, alerts, reports; then send what
     /// is queued, or end the session when nothing is queued and nothing is outstanding.
-    fn continue_open(&mut self, msg: &SyncMl) -> ServerStep {
+    fn continue_open(&mut self, msg: &SyncMl, just_authenticated: bool) -> ServerStep {
         let mut events = Vec::new();
         let hdr = self.reply_header(msg);
         let mut reply = SyncMl::new(hdr);
-        let code = if msg.hdr.cred.is_some() || msg.hdr.msg_id == 1 {
+        let code = if just_authenticated {
             status_code::AUTH_ACCEPTED
         } else {
             status_code::OK

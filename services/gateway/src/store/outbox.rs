@@ -312,6 +312,26 @@ pub async fn counts(conn: &mut SqliteConnection) -> Result<AlertCounts, StoreErr
     Ok(counts)
 }
 
+/// How many alerts of `alert_type` about `dev_id` were ever enqueued for `server_id`, whatever their
+/// state (the attach/detach epoch that makes correlators deterministic).
+#[instrument(skip_all, fields(dev_id, server_id, alert_type))]
+pub async fn count_for(
+    conn: &mut SqliteConnection,
+    dev_id: &str,
+    server_id: &str,
+    alert_type: &str,
+) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM alert_outbox WHERE dev_id = ?1 AND server_id = ?2 AND alert_type = ?3",
+    )
+    .bind(dev_id)
+    .bind(server_id)
+    .bind(alert_type)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// When the earliest pending alert is due (the outbox worker's next wake-up), if any.
 #[instrument(skip_all)]
 pub async fn earliest_pending(conn: &mut SqliteConnection) -> Result<Option<Millis>, StoreError> {
