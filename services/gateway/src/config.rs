@@ -80,6 +80,24 @@ pub struct ServeArgs {
     /// Allow plain HTTP on a non-loopback admin address (tests and trusted networks only).
     #[arg(long, env = "DMGW_ALLOW_PLAIN_HTTP")]
     pub allow_plain_http: bool,
+    /// Address of the LAN face (devices: announce, consent, provisioning, DM). Default: 127.0.0.1:8443
+    #[arg(long, env = "DMGW_LAN_LISTEN")]
+    pub lan_listen: Option<SocketAddr>,
+    /// Base URL devices use to reach the LAN face. Default: derived from --lan-listen
+    #[arg(long, env = "DMGW_LAN_PUBLIC_URL")]
+    pub lan_public_url: Option<String>,
+    /// PEM certificate chain of the LAN face; with --lan-tls-key, the LAN face speaks HTTPS.
+    #[arg(long, env = "DMGW_LAN_TLS_CERT")]
+    pub lan_tls_cert: Option<PathBuf>,
+    /// PEM private key of the LAN face.
+    #[arg(long, env = "DMGW_LAN_TLS_KEY")]
+    pub lan_tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for outgoing HTTPS (DM Servers, bootstrap servers, devices).
+    #[arg(long, env = "DMGW_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Seconds a consent request and a provisioning URL stay valid. Default: 600
+    #[arg(long, env = "DMGW_CONSENT_TTL")]
+    pub consent_ttl: Option<u64>,
     /// The gateway's own DevId (./DevInfo/DevId), as DM Servers know it. Default: urn:dmgw:gateway
     #[arg(long, env = "DMGW_DEV_ID")]
     pub dev_id: Option<String>,
@@ -125,6 +143,12 @@ struct FileConfig {
     admin_tls_key: Option<PathBuf>,
     allow_plain_http: Option<bool>,
     dev_id: Option<String>,
+    lan_listen: Option<SocketAddr>,
+    lan_public_url: Option<String>,
+    lan_tls_cert: Option<PathBuf>,
+    lan_tls_key: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
+    consent_ttl: Option<u64>,
     accounts_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log: Option<String>,
@@ -169,6 +193,16 @@ pub struct Settings {
     pub admin_tls: Option<TlsFiles>,
     /// The gateway's DevId.
     pub dev_id: String,
+    /// LAN face address.
+    pub lan_listen: SocketAddr,
+    /// LAN face base URL as devices see it (no trailing slash).
+    pub lan_public_url: String,
+    /// TLS for the LAN face.
+    pub lan_tls: Option<TlsFiles>,
+    /// Extra trust anchors for outgoing HTTPS.
+    pub ca_cert: Option<PathBuf>,
+    /// How long consent requests and provisioning URLs stay valid.
+    pub consent_ttl: Duration,
     /// Factory accounts file.
     pub accounts_file: Option<PathBuf>,
     /// Log format.
@@ -280,6 +314,49 @@ impl ServeArgs {
                 reason: "must not be empty".into(),
             });
         }
+        let lan_listen = self
+            .lan_listen
+            .or(file.lan_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let lan_tls = match (
+            self.lan_tls_cert.clone().or(file.lan_tls_cert),
+            self.lan_tls_key.clone().or(file.lan_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "lan_tls_cert",
+                    reason: "--lan-tls-cert and --lan-tls-key go together".into(),
+                });
+            }
+        };
+        if lan_tls.is_none() && !plain_ok {
+            return Err(ConfigError::Invalid {
+                name: "lan_tls_cert",
+                reason: "the LAN face needs --lan-tls-cert/--lan-tls-key, or --allow-plain-http \
+                         for local tests"
+                    .into(),
+            });
+        }
+        let scheme = if lan_tls.is_some() { "https" } else { "http" };
+        let lan_public_url = self
+            .lan_public_url
+            .clone()
+            .or(file.lan_public_url)
+            .unwrap_or_else(|| format!("{scheme}://{lan_listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let parsed = url::Url::parse(&lan_public_url).map_err(|e| ConfigError::Invalid {
+            name: "lan_public_url",
+            reason: e.to_string(),
+        })?;
+        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && plain_ok) {
+            return Err(ConfigError::Invalid {
+                name: "lan_public_url",
+                reason: "must be https (or http with --allow-plain-http)".into(),
+            });
+        }
         let max_body_bytes = self
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -315,6 +392,13 @@ impl ServeArgs {
             admin_tls,
             dev_id,
             accounts_file: self.accounts_file.clone().or(file.accounts_file),
+            lan_listen,
+            lan_public_url,
+            lan_tls,
+            ca_cert: self.ca_cert.clone().or(file.ca_cert),
+            consent_ttl: Duration::from_secs(
+                self.consent_ttl.or(file.consent_ttl).unwrap_or(600).max(1),
+            ),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             log: self
                 .log
@@ -353,6 +437,7 @@ mod tests {
     fn args() -> ServeArgs {
         ServeArgs {
             admin_token: Some("0123456789abcdef0123".into()),
+            allow_plain_http: true,
             ..ServeArgs::default()
         }
     }
@@ -372,6 +457,7 @@ mod tests {
         assert!(err.to_string().contains("admin_token"), "{err}");
         let s = ServeArgs {
             insecure_admin: true,
+            allow_plain_http: true,
             ..ServeArgs::default()
         }
         .resolve()
@@ -412,6 +498,9 @@ mod tests {
     fn plain_http_off_loopback_needs_opt_in() {
         let a = ServeArgs {
             admin_listen: Some("0.0.0.0:8080".parse().unwrap()),
+            allow_plain_http: false,
+            lan_tls_cert: Some("c.pem".into()),
+            lan_tls_key: Some("k.pem".into()),
             ..args()
         };
         assert!(a.resolve().is_err());

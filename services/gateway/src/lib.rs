@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dm_client;
 pub mod domain;
+pub mod lan;
 pub mod provision;
 pub mod startup;
 pub mod state;

@@ -18,9 +18,30 @@ use crate::actors::{self, ActorAddrs};
 use crate::config::{ConfigError, ServeArgs, Settings, TlsFiles};
 use crate::dm_client::DmClientSender;
 use crate::domain::Origin;
+use crate::lan::LanState;
 use crate::provision::{AccountsFileError, read_accounts_file};
 use crate::state::AppState;
 use crate::store::{Store, StoreError, StoreOptions};
+
+/// Stops both HTTP faces of a running gateway.
+#[derive(Clone)]
+pub struct StopHandle {
+    admin: ServerHandle,
+    lan: ServerHandle,
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopHandle")
+    }
+}
+
+impl StopHandle {
+    /// Stop accepting; with `graceful`, let in-flight requests finish.
+    pub async fn stop(&self, graceful: bool) {
+        futures_util::future::join(self.admin.stop(graceful), self.lan.stop(graceful)).await;
+    }
+}
 
 /// The gateway could not start (or stop cleanly).
 #[derive(Debug, Error)]
@@ -116,6 +137,8 @@ async fn load_factory_accounts(store: &Store, path: &Path) -> Result<Vec<String>
 /// A started gateway.
 pub struct Application {
     admin_port: u16,
+    lan_port: u16,
+    lan_server: Server,
     server: Server,
     state: AppState,
     shutdown_timeout: Duration,
@@ -138,9 +161,13 @@ impl Application {
             None => Vec::new(),
         };
         let metrics = metrics_handle();
-        let http = DmClientSender::http_client(Duration::from_secs(30), &[])?;
+        let roots = match &settings.ca_cert {
+            Some(p) => reqwest::Certificate::from_pem_bundle(&std::fs::read(p)?)?,
+            None => Vec::new(),
+        };
+        let http = DmClientSender::http_client(Duration::from_secs(30), &roots)?;
         let sender = Arc::new(DmClientSender::new(
-            http,
+            http.clone(),
             store.clone(),
             gateway_devinfo(&settings),
             Encoding::Xml,
@@ -160,6 +187,32 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.admin_listen)?;
         let admin_port = listener.local_addr()?.port();
+        let lan_state = web::Data::new(LanState {
+            store: state.store.clone(),
+            actors: state.actors.clone(),
+            settings: settings.clone(),
+            http,
+            sessions: Arc::new(crate::lan::dm::Sessions::default()),
+        });
+        let lan_listener = TcpListener::bind(settings.lan_listen)?;
+        let lan_port = lan_listener.local_addr()?.port();
+        let lan_body = settings.max_body_bytes;
+        let lan_server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(lan_state.clone())
+                .app_data(web::PayloadConfig::default().limit(lan_body))
+                .configure(|cfg| crate::lan::configure(cfg, lan_body))
+        })
+        .workers(2)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        let lan_server = match &settings.lan_tls {
+            Some(files) => {
+                lan_server.listen_rustls_0_23(lan_listener, tls_server_config(files)?)?
+            }
+            None => lan_server.listen(lan_listener)?,
+        }
+        .run();
         let data = web::Data::new(state.clone());
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -186,6 +239,8 @@ impl Application {
         );
         Ok(Application {
             admin_port,
+            lan_port,
+            lan_server,
             server,
             state,
             shutdown_timeout: settings.shutdown_timeout,
@@ -197,19 +252,43 @@ impl Application {
         self.admin_port
     }
 
+    /// The LAN face's port (useful with port 0).
+    pub fn lan_port(&self) -> u16 {
+        self.lan_port
+    }
+
     /// The shared state (store, actors).
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// A handle that stops the HTTP server (what SIGTERM does).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// A handle that stops both HTTP faces (what SIGTERM does).
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            admin: self.server.handle(),
+            lan: self.lan_server.handle(),
+        }
     }
 
     /// Serve until SIGTERM/SIGINT (or `handle().stop`), then drain the actors and close the store.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
-        let result = self.server.await;
+        // Either face stopping (a signal stops both) stops the gateway.
+        let lan = self.lan_server.handle();
+        let admin = self.server.handle();
+        let (result, lan_result) = futures_util::future::join(
+            async {
+                let r = self.server.await;
+                lan.stop(true).await;
+                r
+            },
+            async {
+                let r = self.lan_server.await;
+                admin.stop(true).await;
+                r
+            },
+        )
+        .await;
+        let result = result.and(lan_result);
         self.state.ready.store(false, Ordering::Release);
         tracing::info!("stopping: draining in-flight work");
         if tokio::time::timeout(self.shutdown_timeout, self.state.actors.drain())

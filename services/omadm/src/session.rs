@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::auth::{self, AuthScheme, HmacHeader, Nonce};
+use crate::auth::{self, AuthScheme, DigestKey, HmacHeader, Nonce};
 use crate::model::*;
 use crate::secret::Secret;
 use crate::tree::{Format, NewNode, Tree};
@@ -717,6 +717,12 @@ impl ClientSession {
 pub trait ClientDirectory {
     /// The password of account `name` of device `dev_id`, if it is known.
     fn password(&self, dev_id: &str, name: &str) -> Option<Secret>;
+    /// The stored digest `b64(md5(name:password))` of that account: enough for auth-md5 and HMAC,
+    /// so a server need not keep passwords. Derived from `password` unless overridden.
+    fn digest_key(&self, dev_id: &str, name: &str) -> Option<DigestKey> {
+        self.password(dev_id, name)
+            .map(|p| DigestKey::new(name, &p))
+    }
     /// The NextNonce this server last issued to `dev_id` (raw bytes), if any.
     fn nonce(&self, dev_id: &str) -> Option<Vec<u8>>;
 }
@@ -881,6 +887,11 @@ impl ServerSession {
         self.session_id.as_deref()
     }
 
+    /// Set the `RespURI` given to the client from the next reply on (e.g. with a session token).
+    pub fn set_resp_uri(&mut self, uri: Option<String>) {
+        self.cfg.resp_uri = uri;
+    }
+
     /// Queue a command to send to the client in the next reply; `tag` comes back in its events.
     pub fn queue(&mut self, cmd: Command, tag: Option<String>) {
         self.queue.push((cmd, tag));
@@ -915,10 +926,10 @@ impl ServerSession {
             AuthScheme::Hmac => {
                 let (value, body) = hmac.ok_or(status_code::MISSING_CREDENTIALS)?;
                 let header = HmacHeader::parse(value).map_err(|_| status_code::UNAUTHORIZED)?;
-                let pw = dir
-                    .password(dev_id, &header.username)
+                let key = dir
+                    .digest_key(dev_id, &header.username)
                     .ok_or(status_code::UNAUTHORIZED)?;
-                auth::verify_hmac(&header, &pw, &nonce, body)
+                auth::verify_hmac_with_key(&header, &key, &nonce, body)
                     .map(|_| header.username.clone())
                     .map_err(|_| status_code::UNAUTHORIZED)
             }
@@ -944,10 +955,10 @@ impl ServerSession {
                             .map_err(|_| status_code::UNAUTHORIZED)
                     }
                     _ => {
-                        let pw = dir
-                            .password(dev_id, fallback_name)
+                        let key = dir
+                            .digest_key(dev_id, fallback_name)
                             .ok_or(status_code::UNAUTHORIZED)?;
-                        auth::verify_md5(&cred.data, fallback_name, &pw, &nonce)
+                        auth::verify_md5_with_key(&cred.data, &key, &nonce)
                             .map(|_| fallback_name.to_owned())
                             .map_err(|_| status_code::UNAUTHORIZED)
                     }

@@ -27,6 +27,7 @@ pub mod accounts;
 pub mod devices;
 pub mod events;
 pub mod jobs;
+pub mod lan;
 pub mod outbox;
 pub mod tree_view;
 

@@ -1,0 +1,383 @@
+//! Step 1-4: the gateway's local DM server. Devices open authenticated DM sessions and send the
+//! `BootstrappedDMSList` Generic Alert; the gateway reads their DMAcc (ServerIDs, bootstrap URLs).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm::alert;
+use omadm::auth::{AuthScheme, DigestKey, Nonce};
+use omadm::codec::{self, Encoding};
+use omadm::element::Limits;
+use omadm::model::{Command, Data, SyncMl};
+use omadm::secret::Secret;
+use omadm::session::{ClientDirectory, ServerConfig, ServerEvent, ServerSession, SessionError};
+use tracing::Instrument;
+
+use super::{DM_SESSION_IDLE, LanError, LanState};
+use crate::actors::inventory::DeviceReady;
+use crate::actors::{ActorError, TracedExt};
+use crate::domain::ServerReport;
+use crate::store::lan::DeviceCredentials;
+
+/// Most DM sessions with devices open at once.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// What the gateway learns from one device's session.
+#[derive(Debug, Default)]
+struct Findings {
+    /// The ServerIDs the device reported in `BootstrappedDMSList`.
+    reported: Option<Vec<String>>,
+    /// The device's DMAcc node names, from the Get of `./DMAcc`.
+    nodes: Vec<String>,
+    /// node -> ServerID, from the Gets of `./DMAcc/<X>/ServerID`.
+    server_ids: BTreeMap<String, String>,
+    /// node -> bootstrap-server URL, from `./DMAcc/<X>/Ext/BootstrapServerURL`.
+    urls: BTreeMap<String, String>,
+}
+
+impl Findings {
+    /// The reported servers with the bootstrap URL the device holds for each, if any.
+    fn reports(&self) -> Vec<ServerReport> {
+        let by_server: HashMap<&str, &str> = self
+            .server_ids
+            .iter()
+            .filter_map(|(node, sid)| self.urls.get(node).map(|u| (sid.as_str(), u.as_str())))
+            .collect();
+        self.reported
+            .iter()
+            .flatten()
+            .map(|sid| ServerReport {
+                server_id: sid.clone(),
+                bootstrap_url: by_server.get(sid.as_str()).map(|u| (*u).to_owned()),
+            })
+            .collect()
+    }
+}
+
+struct Entry {
+    session: ServerSession,
+    findings: Findings,
+    encoding: Encoding,
+    last_used: Instant,
+    dev_id: String,
+}
+
+/// The open DM sessions with devices, keyed by the token in their RespURI.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.map.lock().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("Sessions").field("open", &n).finish()
+    }
+}
+
+impl Sessions {
+    fn take(&self, token: &str) -> Option<Entry> {
+        let mut m = self.map.lock().ok()?;
+        m.retain(|_, e| e.last_used.elapsed() < DM_SESSION_IDLE);
+        m.remove(token)
+    }
+
+    fn put(&self, token: String, entry: Entry) -> Result<(), LanError> {
+        let mut m = self
+            .map
+            .lock()
+            .map_err(|_| LanError::Internal("session table poisoned".into()))?;
+        if m.len() >= MAX_SESSIONS {
+            return Err(LanError::Unavailable);
+        }
+        m.insert(token, entry);
+        Ok(())
+    }
+}
+
+/// The one device the directory speaks for, with the credentials it was provisioned with.
+struct DeviceDirectory {
+    creds: Option<DeviceCredentials>,
+}
+
+impl ClientDirectory for DeviceDirectory {
+    fn password(&self, _: &str, _: &str) -> Option<Secret> {
+        // Device passwords are not kept; only their digest (see `digest_key`).
+        None
+    }
+
+    fn digest_key(&self, dev_id: &str, name: &str) -> Option<DigestKey> {
+        self.creds
+            .as_ref()
+            .filter(|c| c.dev_id == dev_id && c.auth_name == name)
+            .map(|c| c.digest_key.clone())
+    }
+
+    fn nonce(&self, dev_id: &str) -> Option<Vec<u8>> {
+        self.creds
+            .as_ref()
+            .filter(|c| c.dev_id == dev_id)
+            .and_then(|c| c.nonce.as_deref())
+            .and_then(|n| Nonce::from_b64(n).ok())
+            .map(|n| n.as_bytes().to_vec())
+    }
+}
+
+/// Look at a device message before the session answers it, and queue the gateway's follow-up
+/// Gets: after `BootstrappedDMSList`, `./DMAcc`; after the node list, each account's ServerID and
+/// bootstrap-server URL.
+fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl) {
+    for cmd in &msg.body.commands {
+        match cmd {
+            Command::Alert(a) if a.code == omadm::model::alert_code::GENERIC => {
+                let Ok(parsed) = alert::parse(a) else {
+                    continue;
+                };
+                for ga in parsed.alerts {
+                    if alert::same_type(&ga.alert_type, alert::BOOTSTRAPPED_DMS_LIST) {
+                        let text = ga.data.as_ref().and_then(Data::as_text).unwrap_or_default();
+                        findings.reported = Some(alert::parse_server_id_list(&text));
+                        session.queue(Command::get("./DMAcc"), Some("dmacc".into()));
+                    }
+                }
+            }
+            Command::Results(r) => {
+                for item in &r.items {
+                    let (Some(uri), Some(value)) = (
+                        item.source_uri(),
+                        item.data.as_ref().and_then(Data::as_text),
+                    ) else {
+                        continue;
+                    };
+                    let parts: Vec<&str> = uri.trim_start_matches("./").split('/').collect();
+                    match parts.as_slice() {
+                        ["DMAcc"] => {
+                            findings.nodes = value
+                                .split('/')
+                                .map(str::trim)
+                                .filter(|n| !n.is_empty())
+                                .take(64)
+                                .map(str::to_owned)
+                                .collect();
+                            for node in &findings.nodes {
+                                session
+                                    .queue(Command::get(format!("./DMAcc/{node}/ServerID")), None);
+                                session.queue(
+                                    Command::get(format!("./DMAcc/{node}/Ext/BootstrapServerURL")),
+                                    None,
+                                );
+                            }
+                        }
+                        ["DMAcc", node, "ServerID"] => {
+                            findings
+                                .server_ids
+                                .insert((*node).to_owned(), value.trim().to_owned());
+                        }
+                        ["DMAcc", node, "Ext", "BootstrapServerURL"] => {
+                            findings
+                                .urls
+                                .insert((*node).to_owned(), value.trim().to_owned());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn session_token(req: &HttpRequest) -> Option<String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("s").cloned())
+}
+
+/// `POST /lan/v1/dm`: one message of a device's DM session.
+pub async fn dm(
+    lan: web::Data<LanState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, LanError> {
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let encoding = Encoding::from_content_type(content_type).ok_or_else(|| {
+        LanError::BadRequest(format!(
+            "Content-Type must be {} or {}",
+            codec::MIME_XML,
+            codec::MIME_WBXML
+        ))
+    })?;
+    let limits = Limits {
+        max_message_bytes: lan.settings.max_body_bytes,
+        ..Limits::default()
+    };
+    let msg = match codec::decode_as(&body, encoding, &limits) {
+        Ok(m) => m,
+        Err(e) => {
+            metrics::counter!("dmgw_lan_dm_messages_total", "outcome" => "malformed").increment(1);
+            tracing::warn!(error = %e, "malformed DM message from a device");
+            return Err(LanError::BadRequest(format!(
+                "malformed SyncML DM message: {e}"
+            )));
+        }
+    };
+    let dev_id = msg.hdr.source.loc_uri.clone();
+    let span = tracing::info_span!("dm session", dev_id = %dev_id, session_id = %msg.hdr.session_id, msg_id = msg.hdr.msg_id);
+    async move {
+        let token = session_token(&req);
+        let mut entry = match token.as_deref().and_then(|t| lan.sessions.take(t)) {
+            Some(e) if e.dev_id == dev_id => e,
+            Some(_) => {
+                return Err(LanError::BadRequest(
+                    "session belongs to another device".into(),
+                ));
+            }
+            None => {
+                let cfg = ServerConfig::new(
+                    format!("{}/lan/v1/dm", lan.settings.lan_public_url),
+                    AuthScheme::Md5,
+                );
+                Entry {
+                    session: ServerSession::new(cfg),
+                    findings: Findings::default(),
+                    encoding,
+                    last_used: Instant::now(),
+                    dev_id: dev_id.clone(),
+                }
+            }
+        };
+        let token = token.unwrap_or_else(crate::store::lan::new_token);
+        // The RespURI carries the session token for the device's next message.
+        entry.session.set_resp_uri(Some(format!(
+            "{}/lan/v1/dm?s={token}",
+            lan.settings.lan_public_url
+        )));
+        let creds = lan.store.device_credentials(&dev_id).await?;
+        let dir = DeviceDirectory { creds };
+        plan(&mut entry.session, &mut entry.findings, &msg);
+        let nonce = Nonce::generate().map_err(|e| LanError::Internal(e.to_string()))?;
+        let step = match entry.session.receive(&msg, &dir, None, nonce) {
+            Ok(step) => step,
+            Err(e) => {
+                let code = e.status_code();
+                tracing::warn!(error = %e, code, "DM session error");
+                return Err(match e {
+                    SessionError::Ended | SessionError::WrongSession { .. } => {
+                        LanError::BadRequest(e.to_string())
+                    }
+                    other => LanError::BadRequest(other.to_string()),
+                });
+            }
+        };
+        if let Some(n) = &step.issued_nonce {
+            lan.store
+                .set_device_nonce(&dev_id, &Nonce::from_bytes(n.clone()).to_b64())
+                .await?;
+        }
+        for ev in &step.events {
+            match ev {
+                ServerEvent::AuthFailed { code, .. } => {
+                    metrics::counter!("dmgw_lan_auth_failures_total").increment(1);
+                    tracing::warn!(code, "device failed to authenticate");
+                }
+                ServerEvent::Authenticated { .. } => {
+                    metrics::counter!("dmgw_lan_dm_sessions_total").increment(1);
+                }
+                _ => {}
+            }
+        }
+        let reply = codec::encode(&step.reply, entry.encoding)
+            .map_err(|e| LanError::Internal(e.to_string()))?;
+        if step.ends {
+            if entry.session.dev_id().is_some() && entry.findings.reported.is_some() {
+                let servers = entry.findings.reports();
+                tracing::info!(servers = servers.len(), "device reported its DM servers");
+                lan.actors
+                    .inventory
+                    .send(
+                        DeviceReady {
+                            dev_id: dev_id.clone(),
+                            devinfo: None,
+                            servers,
+                        }
+                        .traced(),
+                    )
+                    .await
+                    .map_err(ActorError::from)??;
+            }
+        } else {
+            entry.last_used = Instant::now();
+            lan.sessions.put(token, entry)?;
+        }
+        Ok(HttpResponse::Ok().content_type(encoding.mime()).body(reply))
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omadm::model::{Item, Location, Meta, Results, SyncHdr};
+    use omadm::session::ServerConfig;
+
+    fn msg(cmds: Vec<Command>) -> SyncMl {
+        let mut m = SyncMl::new(SyncHdr::new(
+            "1",
+            1,
+            Location::new("gw"),
+            Location::new("d"),
+        ));
+        for c in cmds {
+            m.push(c);
+        }
+        m
+    }
+
+    fn result(uri: &str, value: &str) -> Item {
+        Item {
+            source: Some(Location::new(uri)),
+            meta: Some(Meta::format("chr")),
+            data: Some(Data::Text(value.into())),
+            ..Item::default()
+        }
+    }
+
+    #[test]
+    fn the_plan_reads_the_device_dmacc() {
+        let mut s = ServerSession::new(ServerConfig::new("gw", AuthScheme::Md5));
+        let mut f = Findings::default();
+        let ga = alert::GenericAlert {
+            alert_type: alert::BOOTSTRAPPED_DMS_LIST.into(),
+            data: Some(Data::Text("dms-1\ndms-2".into())),
+            ..alert::GenericAlert::default()
+        };
+        plan(&mut s, &mut f, &msg(vec![alert::build(None, &[ga])]));
+        assert_eq!(s.queued(), 1);
+        let listing = Command::Results(Results {
+            items: vec![result("./DMAcc", "a/b")],
+            ..Results::default()
+        });
+        plan(&mut s, &mut f, &msg(vec![listing]));
+        assert_eq!(s.queued(), 5);
+        let values = Command::Results(Results {
+            items: vec![
+                result("./DMAcc/a/ServerID", "dms-1"),
+                result("./DMAcc/b/ServerID", "dms-2"),
+                result("./DMAcc/b/Ext/BootstrapServerURL", "https://bs.example/b"),
+            ],
+            ..Results::default()
+        });
+        plan(&mut s, &mut f, &msg(vec![values]));
+        let r = f.reports();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].bootstrap_url, None);
+        assert_eq!(r[1].bootstrap_url.as_deref(), Some("https://bs.example/b"));
+    }
+}
