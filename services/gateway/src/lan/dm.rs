@@ -29,6 +29,8 @@ pub const MAX_SESSIONS: usize = 10_000;
 struct Findings {
     /// The ServerIDs the device reported in `BootstrappedDMSList`.
     reported: Option<Vec<String>>,
+    /// True once the Get of `./DMAcc` was queued.
+    dmacc_asked: bool,
     /// The device's DMAcc node names, from the Get of `./DMAcc`.
     nodes: Vec<String>,
     /// node -> ServerID, from the Gets of `./DMAcc/<X>/ServerID`.
@@ -137,9 +139,14 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl) {
                 };
                 for ga in parsed.alerts {
                     if alert::same_type(&ga.alert_type, alert::BOOTSTRAPPED_DMS_LIST) {
+                        // A package 1 resent after a challenge carries the alert again: the last
+                        // (authenticated) one counts, and ./DMAcc is asked for once.
                         let text = ga.data.as_ref().and_then(Data::as_text).unwrap_or_default();
                         findings.reported = Some(alert::parse_server_id_list(&text));
-                        session.queue(Command::get("./DMAcc"), Some("dmacc".into()));
+                        if !findings.dmacc_asked {
+                            findings.dmacc_asked = true;
+                            session.queue(Command::get("./DMAcc"), Some("dmacc".into()));
+                        }
                     }
                 }
             }
@@ -153,7 +160,7 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl) {
                     };
                     let parts: Vec<&str> = uri.trim_start_matches("./").split('/').collect();
                     match parts.as_slice() {
-                        ["DMAcc"] => {
+                        ["DMAcc"] if findings.nodes.is_empty() => {
                             findings.nodes = value
                                 .split('/')
                                 .map(str::trim)
