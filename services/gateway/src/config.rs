@@ -98,6 +98,45 @@ pub struct ServeArgs {
     /// Seconds a consent request and a provisioning URL stay valid. Default: 600
     #[arg(long, env = "DMGW_CONSENT_TTL")]
     pub consent_ttl: Option<u64>,
+    /// Address of the WAN face (pushed bootstraps, workflow 2). Default: 127.0.0.1:8444
+    #[arg(long, env = "DMGW_WAN_LISTEN")]
+    pub wan_listen: Option<SocketAddr>,
+    /// Base URL bootstrap servers use to reach the WAN face. Default: derived from --wan-listen
+    #[arg(long, env = "DMGW_WAN_PUBLIC_URL")]
+    pub wan_public_url: Option<String>,
+    /// PEM certificate chain of the WAN face; with --wan-tls-key, the WAN face speaks HTTPS.
+    #[arg(long, env = "DMGW_WAN_TLS_CERT")]
+    pub wan_tls_cert: Option<PathBuf>,
+    /// PEM private key of the WAN face.
+    #[arg(long, env = "DMGW_WAN_TLS_KEY")]
+    pub wan_tls_key: Option<PathBuf>,
+    /// Bootstrap workflow for unknown ServerIDs: 1, 2, or 1,2 (1, falling back to 2). Default: 1,2
+    #[arg(long, env = "DMGW_WORKFLOW")]
+    pub workflow: Option<String>,
+    /// Name the gateway gives bootstrap servers (HTTP Basic, workflow 1). Default: the DevId
+    #[arg(long, env = "DMGW_BOOTSTRAP_AUTH_NAME")]
+    pub bootstrap_auth_name: Option<String>,
+    /// Password the gateway gives bootstrap servers (HTTP Basic, workflow 1).
+    #[arg(long, env = "DMGW_BOOTSTRAP_AUTH_SECRET", hide_env_values = true)]
+    pub bootstrap_auth_secret: Option<String>,
+    /// PEM file with the gateway's client certificate and key (mutual TLS, workflow 1).
+    #[arg(long, env = "DMGW_CLIENT_IDENTITY")]
+    pub client_identity: Option<PathBuf>,
+    /// The PIN that keys the MAC of pushed bootstraps (SEC=USERPIN, workflow 2).
+    #[arg(long, env = "DMGW_PUSH_PIN", hide_env_values = true)]
+    pub push_pin: Option<String>,
+    /// The IMSI that keys the MAC of pushed bootstraps (SEC=NETWPIN/USERNETWPIN, workflow 2).
+    #[arg(long, env = "DMGW_PUSH_IMSI", hide_env_values = true)]
+    pub push_imsi: Option<String>,
+    /// Seconds to wait for a pushed bootstrap after the hand-over (workflow 2). Default: 600
+    #[arg(long, env = "DMGW_PUSH_TIMEOUT")]
+    pub push_timeout: Option<u64>,
+    /// Let a bootstrap overwrite an existing account with the same ServerID. Default: false
+    #[arg(long, env = "DMGW_BOOTSTRAP_OVERWRITE")]
+    pub bootstrap_overwrite: bool,
+    /// Attempts at a workflow-1 bootstrap before the job fails. Default: 10
+    #[arg(long, env = "DMGW_BOOTSTRAP_MAX_ATTEMPTS")]
+    pub bootstrap_max_attempts: Option<u32>,
     /// The gateway's own DevId (./DevInfo/DevId), as DM Servers know it. Default: urn:dmgw:gateway
     #[arg(long, env = "DMGW_DEV_ID")]
     pub dev_id: Option<String>,
@@ -149,6 +188,19 @@ struct FileConfig {
     lan_tls_key: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
     consent_ttl: Option<u64>,
+    wan_listen: Option<SocketAddr>,
+    wan_public_url: Option<String>,
+    wan_tls_cert: Option<PathBuf>,
+    wan_tls_key: Option<PathBuf>,
+    workflow: Option<String>,
+    bootstrap_auth_name: Option<String>,
+    bootstrap_auth_secret: Option<String>,
+    client_identity: Option<PathBuf>,
+    push_pin: Option<String>,
+    push_imsi: Option<String>,
+    push_timeout: Option<u64>,
+    bootstrap_overwrite: Option<bool>,
+    bootstrap_max_attempts: Option<u32>,
     accounts_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log: Option<String>,
@@ -158,6 +210,30 @@ struct FileConfig {
     alert_backoff_ms: Option<u64>,
     alert_backoff_max_ms: Option<u64>,
     heartbeat_timeout: Option<u64>,
+}
+
+/// Which workflow the gateway uses to get bootstrapped for an unknown ServerID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkflowPolicy {
+    /// Workflow 1 only: the device gives the bootstrap server's URL; the gateway GETs it.
+    One,
+    /// Workflow 2 only: the device asks its bootstrap server to push to the gateway.
+    Two,
+    /// Workflow 1 where the device gave a URL, else workflow 2.
+    #[default]
+    OneThenTwo,
+}
+
+impl WorkflowPolicy {
+    /// `1`, `2`, or `1,2` (also `1+2`, `1then2`).
+    pub fn parse(s: &str) -> Option<WorkflowPolicy> {
+        match s.trim().replace(' ', "").to_ascii_lowercase().as_str() {
+            "1" => Some(WorkflowPolicy::One),
+            "2" => Some(WorkflowPolicy::Two),
+            "1,2" | "1+2" | "1then2" => Some(WorkflowPolicy::OneThenTwo),
+            _ => None,
+        }
+    }
 }
 
 /// Retry policy of the alert outbox.
@@ -191,6 +267,8 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// TLS for the admin API.
     pub admin_tls: Option<TlsFiles>,
+    /// Plain HTTP was explicitly allowed (local tests): http:// peers are accepted too.
+    pub allow_plain_http: bool,
     /// The gateway's DevId.
     pub dev_id: String,
     /// LAN face address.
@@ -203,6 +281,28 @@ pub struct Settings {
     pub ca_cert: Option<PathBuf>,
     /// How long consent requests and provisioning URLs stay valid.
     pub consent_ttl: Duration,
+    /// WAN face address.
+    pub wan_listen: SocketAddr,
+    /// WAN face base URL as bootstrap servers see it (no trailing slash).
+    pub wan_public_url: String,
+    /// TLS for the WAN face.
+    pub wan_tls: Option<TlsFiles>,
+    /// Bootstrap workflow policy.
+    pub workflow: WorkflowPolicy,
+    /// HTTP Basic credentials towards bootstrap servers (workflow 1).
+    pub bootstrap_auth: Option<(String, Secret)>,
+    /// Client certificate and key (PEM) for mutual TLS towards bootstrap servers.
+    pub client_identity: Option<PathBuf>,
+    /// Key material of pushed bootstraps' MAC.
+    pub push_pin: Option<Secret>,
+    /// IMSI of pushed bootstraps' MAC.
+    pub push_imsi: Option<Secret>,
+    /// How long to wait for a pushed bootstrap.
+    pub push_timeout: Duration,
+    /// May a bootstrap overwrite an existing account.
+    pub bootstrap_overwrite: bool,
+    /// Attempts at a workflow-1 bootstrap.
+    pub bootstrap_max_attempts: u32,
     /// Factory accounts file.
     pub accounts_file: Option<PathBuf>,
     /// Log format.
@@ -357,6 +457,50 @@ impl ServeArgs {
                 reason: "must be https (or http with --allow-plain-http)".into(),
             });
         }
+        let wan_listen = self
+            .wan_listen
+            .or(file.wan_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8444)));
+        let wan_tls = match (
+            self.wan_tls_cert.clone().or(file.wan_tls_cert),
+            self.wan_tls_key.clone().or(file.wan_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "wan_tls_cert",
+                    reason: "--wan-tls-cert and --wan-tls-key go together".into(),
+                });
+            }
+        };
+        if wan_tls.is_none() && !plain_ok {
+            return Err(ConfigError::Invalid {
+                name: "wan_tls_cert",
+                reason: "the WAN face needs --wan-tls-cert/--wan-tls-key, or --allow-plain-http \
+                         for local tests"
+                    .into(),
+            });
+        }
+        let wan_scheme = if wan_tls.is_some() { "https" } else { "http" };
+        let wan_public_url = self
+            .wan_public_url
+            .clone()
+            .or(file.wan_public_url)
+            .unwrap_or_else(|| format!("{wan_scheme}://{wan_listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        url::Url::parse(&wan_public_url).map_err(|e| ConfigError::Invalid {
+            name: "wan_public_url",
+            reason: e.to_string(),
+        })?;
+        let workflow = match self.workflow.clone().or(file.workflow) {
+            None => WorkflowPolicy::default(),
+            Some(w) => WorkflowPolicy::parse(&w).ok_or_else(|| ConfigError::Invalid {
+                name: "workflow",
+                reason: format!("{w:?}: expected 1, 2 or 1,2"),
+            })?,
+        };
         let max_body_bytes = self
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -381,6 +525,20 @@ impl ServeArgs {
                 reason: "the first delay must be positive and not above the largest".into(),
             });
         }
+        let bootstrap_auth = self
+            .bootstrap_auth_secret
+            .clone()
+            .or(file.bootstrap_auth_secret)
+            .filter(|s| !s.is_empty())
+            .map(|secret| {
+                (
+                    self.bootstrap_auth_name
+                        .clone()
+                        .or(file.bootstrap_auth_name.clone())
+                        .unwrap_or_else(|| dev_id.clone()),
+                    Secret::new(secret),
+                )
+            });
         Ok(Settings {
             database: self
                 .database
@@ -388,6 +546,7 @@ impl ServeArgs {
                 .or(file.database)
                 .unwrap_or_else(|| PathBuf::from("./data/dmgw.db")),
             admin_listen,
+            allow_plain_http: plain_ok,
             admin_token: token,
             admin_tls,
             dev_id,
@@ -396,6 +555,37 @@ impl ServeArgs {
             lan_public_url,
             lan_tls,
             ca_cert: self.ca_cert.clone().or(file.ca_cert),
+            wan_listen,
+            wan_public_url,
+            wan_tls,
+            workflow,
+            bootstrap_auth,
+            client_identity: self.client_identity.clone().or(file.client_identity),
+            push_pin: self
+                .push_pin
+                .clone()
+                .or(file.push_pin)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            push_imsi: self
+                .push_imsi
+                .clone()
+                .or(file.push_imsi)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            push_timeout: Duration::from_secs(
+                self.push_timeout
+                    .or(file.push_timeout)
+                    .unwrap_or(600)
+                    .max(1),
+            ),
+            bootstrap_overwrite: self.bootstrap_overwrite
+                || file.bootstrap_overwrite.unwrap_or(false),
+            bootstrap_max_attempts: self
+                .bootstrap_max_attempts
+                .or(file.bootstrap_max_attempts)
+                .unwrap_or(10)
+                .max(1),
             consent_ttl: Duration::from_secs(
                 self.consent_ttl.or(file.consent_ttl).unwrap_or(600).max(1),
             ),
@@ -501,6 +691,8 @@ mod tests {
             allow_plain_http: false,
             lan_tls_cert: Some("c.pem".into()),
             lan_tls_key: Some("k.pem".into()),
+            wan_tls_cert: Some("c.pem".into()),
+            wan_tls_key: Some("k.pem".into()),
             ..args()
         };
         assert!(a.resolve().is_err());

@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod dm_client;
@@ -13,3 +14,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod wan;

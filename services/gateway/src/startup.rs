@@ -14,7 +14,9 @@ use omadm::codec::Encoding;
 use omadm::mo::DevInfo;
 use thiserror::Error;
 
+use crate::actors::bootstrap_client::BootstrapSettings;
 use crate::actors::{self, ActorAddrs};
+use crate::bootstrap::Fetcher;
 use crate::config::{ConfigError, ServeArgs, Settings, TlsFiles};
 use crate::dm_client::DmClientSender;
 use crate::domain::Origin;
@@ -22,12 +24,12 @@ use crate::lan::LanState;
 use crate::provision::{AccountsFileError, read_accounts_file};
 use crate::state::AppState;
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::wan::WanState;
 
 /// Stops both HTTP faces of a running gateway.
 #[derive(Clone)]
 pub struct StopHandle {
-    admin: ServerHandle,
-    lan: ServerHandle,
+    faces: Vec<ServerHandle>,
 }
 
 impl std::fmt::Debug for StopHandle {
@@ -39,7 +41,7 @@ impl std::fmt::Debug for StopHandle {
 impl StopHandle {
     /// Stop accepting; with `graceful`, let in-flight requests finish.
     pub async fn stop(&self, graceful: bool) {
-        futures_util::future::join(self.admin.stop(graceful), self.lan.stop(graceful)).await;
+        futures_util::future::join_all(self.faces.iter().map(|h| h.stop(graceful))).await;
     }
 }
 
@@ -138,8 +140,9 @@ async fn load_factory_accounts(store: &Store, path: &Path) -> Result<Vec<String>
 pub struct Application {
     admin_port: u16,
     lan_port: u16,
-    lan_server: Server,
-    server: Server,
+    wan_port: u16,
+    /// Admin, LAN and WAN faces.
+    servers: Vec<Server>,
     state: AppState,
     shutdown_timeout: Duration,
 }
@@ -172,7 +175,28 @@ impl Application {
             gateway_devinfo(&settings),
             Encoding::Xml,
         ));
-        let actors: ActorAddrs = actors::start(store.clone(), &settings, sender);
+        let mut wan_http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("dmgw/", env!("CARGO_PKG_VERSION")));
+        for c in &roots {
+            wan_http = wan_http.add_root_certificate(c.clone());
+        }
+        if let Some(p) = &settings.client_identity {
+            wan_http = wan_http.identity(reqwest::Identity::from_pem(&std::fs::read(p)?)?);
+        }
+        let bootstrap = Arc::new(BootstrapSettings {
+            policy: settings.workflow,
+            fetcher: Fetcher::new(
+                wan_http.build()?,
+                settings.dev_id.clone(),
+                settings.bootstrap_auth.clone(),
+                settings.allow_plain_http,
+            ),
+            push_timeout: settings.push_timeout,
+            max_attempts: settings.bootstrap_max_attempts,
+            overwrite: settings.bootstrap_overwrite,
+        });
+        let actors: ActorAddrs = actors::start(store.clone(), &settings, sender, bootstrap);
         if !factory.is_empty() {
             let _ = actors.accounts_changed(factory).await;
         }
@@ -213,6 +237,27 @@ impl Application {
             None => lan_server.listen(lan_listener)?,
         }
         .run();
+        let wan_state = web::Data::new(WanState {
+            actors: state.actors.clone(),
+            settings: settings.clone(),
+        });
+        let wan_listener = TcpListener::bind(settings.wan_listen)?;
+        let wan_port = wan_listener.local_addr()?.port();
+        let wan_server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(wan_state.clone())
+                .configure(crate::wan::configure)
+        })
+        .workers(1)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        let wan_server = match &settings.wan_tls {
+            Some(files) => {
+                wan_server.listen_rustls_0_23(wan_listener, tls_server_config(files)?)?
+            }
+            None => wan_server.listen(wan_listener)?,
+        }
+        .run();
         let data = web::Data::new(state.clone());
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -240,8 +285,8 @@ impl Application {
         Ok(Application {
             admin_port,
             lan_port,
-            lan_server,
-            server,
+            wan_port,
+            servers: vec![server, lan_server, wan_server],
             state,
             shutdown_timeout: settings.shutdown_timeout,
         })
@@ -257,6 +302,11 @@ impl Application {
         self.lan_port
     }
 
+    /// The WAN face's port (useful with port 0).
+    pub fn wan_port(&self) -> u16 {
+        self.wan_port
+    }
+
     /// The shared state (store, actors).
     pub fn state(&self) -> &AppState {
         &self.state
@@ -265,30 +315,24 @@ impl Application {
     /// A handle that stops both HTTP faces (what SIGTERM does).
     pub fn handle(&self) -> StopHandle {
         StopHandle {
-            admin: self.server.handle(),
-            lan: self.lan_server.handle(),
+            faces: self.servers.iter().map(Server::handle).collect(),
         }
     }
 
     /// Serve until SIGTERM/SIGINT (or `handle().stop`), then drain the actors and close the store.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
-        // Either face stopping (a signal stops both) stops the gateway.
-        let lan = self.lan_server.handle();
-        let admin = self.server.handle();
-        let (result, lan_result) = futures_util::future::join(
-            async {
-                let r = self.server.await;
-                lan.stop(true).await;
+        // Any face stopping (a signal stops them all) stops the gateway.
+        let stop = self.handle();
+        let results = futures_util::future::join_all(self.servers.into_iter().map(|server| {
+            let stop = stop.clone();
+            async move {
+                let r = server.await;
+                stop.stop(true).await;
                 r
-            },
-            async {
-                let r = self.lan_server.await;
-                admin.stop(true).await;
-                r
-            },
-        )
+            }
+        }))
         .await;
-        let result = result.and(lan_result);
+        let result: std::io::Result<()> = results.into_iter().collect();
         self.state.ready.store(false, Ordering::Release);
         tracing::info!("stopping: draining in-flight work");
         if tokio::time::timeout(self.shutdown_timeout, self.state.actors.drain())

@@ -5,21 +5,20 @@ use actix::prelude::*;
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{ActorError, Traced};
-use crate::domain::{BootstrapJob, Millis, NewEvent, NewJob, ServerReport, Workflow};
-use crate::store::{Store, StoreError, events, jobs};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Which workflow the gateway uses to get bootstrapped for an unknown ServerID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WorkflowPolicy {
-    /// Workflow 1 only: the device gives the bootstrap server's URL; the gateway GETs it.
-    One,
-    /// Workflow 2 only: the device asks its bootstrap server to push to the gateway.
-    Two,
-    /// Workflow 1 where the device gave a URL, else workflow 2.
-    #[default]
-    OneThenTwo,
-}
+use omadm::bootstrap::Bootstrap;
+
+use super::matching::{AccountsChanged, MatchDevice, Matching};
+use super::{ActorError, Traced, TracedExt};
+use crate::bootstrap::{Fetcher, GatewayBootstrapError, apply};
+pub use crate::config::WorkflowPolicy;
+use crate::domain::{
+    ApplyOutcome, BootstrapJob, JobState, JobUpdate, Millis, NewEvent, NewJob, ServerReport,
+    Workflow,
+};
+use crate::store::{Store, StoreError, events, jobs};
 
 /// Bootstrap jobs are needed for these unmatched servers of a device.
 #[derive(Debug, Clone, Message)]
@@ -54,10 +53,49 @@ impl BootstrapLogic {
     }
 }
 
+/// Connect BootstrapClient to Matching (they need each other's address; sent once at start).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Wire {
+    /// Matching, told when accounts were added.
+    pub matching: Addr<Matching>,
+}
+
+/// Look for due jobs now (timer, new jobs).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct RunDue;
+
+/// A bootstrap pushed to the WAN face (workflow 2), its MAC already verified.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ApplyOutcome, GatewayBootstrapError>")]
+pub struct PushReceived {
+    /// The decoded bootstrap, addressed to this gateway.
+    pub bootstrap: Bootstrap,
+}
+
+/// What BootstrapClient needs besides the store.
+#[derive(Debug, Clone)]
+pub struct BootstrapSettings {
+    /// Workflow policy.
+    pub policy: WorkflowPolicy,
+    /// Fetches workflow-1 bootstraps.
+    pub fetcher: Fetcher,
+    /// How long a workflow-2 job waits for its push.
+    pub push_timeout: Duration,
+    /// Attempts at a workflow-1 fetch.
+    pub max_attempts: u32,
+    /// May a bootstrap overwrite an existing account.
+    pub overwrite: bool,
+}
+
 /// The BootstrapClient actor.
 pub struct BootstrapClient {
     store: Store,
     policy: WorkflowPolicy,
+    settings: Arc<BootstrapSettings>,
+    matching: Option<Addr<Matching>>,
+    running: bool,
 }
 
 impl std::fmt::Debug for BootstrapClient {
@@ -69,22 +107,334 @@ impl std::fmt::Debug for BootstrapClient {
 }
 
 impl BootstrapClient {
-    /// A BootstrapClient with the default policy (workflow 1, falling back to 2).
-    pub fn new(store: Store) -> BootstrapClient {
+    /// A BootstrapClient.
+    pub fn new(store: Store, settings: Arc<BootstrapSettings>) -> BootstrapClient {
         BootstrapClient {
             store,
-            policy: WorkflowPolicy::default(),
+            policy: settings.policy,
+            settings,
+            matching: None,
+            running: false,
         }
     }
 }
 
 impl Actor for BootstrapClient {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(JOB_TICK, |_, ctx| ctx.notify(RunDue));
+    }
 }
 
 impl Supervised for BootstrapClient {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        // Claimed jobs of the lost run become due again when their lease ends.
+        self.running = false;
         super::restarted("bootstrap_client");
+    }
+}
+
+/// How often due jobs are looked for.
+pub const JOB_TICK: Duration = Duration::from_millis(500);
+/// How long a claimed workflow-1 job is leased to one attempt.
+pub const JOB_LEASE: Duration = Duration::from_secs(120);
+
+/// The delay before retrying a failed workflow-1 fetch.
+pub fn retry_delay(attempts: u32) -> Duration {
+    let policy = crate::config::RetryPolicy {
+        max_attempts: u32::MAX,
+        base: Duration::from_secs(2),
+        max: Duration::from_secs(300),
+    };
+    super::alerting::AlertingLogic::backoff(attempts, &policy, rand::random::<f64>())
+}
+
+/// What running one job decided.
+struct JobOutcome {
+    update: JobUpdate,
+    added: Vec<String>,
+    event: Option<(&'static str, String)>,
+}
+
+/// Decide what a claimed job becomes (and do its workflow-1 fetch).
+async fn step_job(
+    store: &Store,
+    settings: &BootstrapSettings,
+    job: &BootstrapJob,
+) -> Result<JobOutcome, StoreError> {
+    let now = Millis::now();
+    let update = |state, last_error, next_attempt_at| JobUpdate {
+        state,
+        count_attempt: true,
+        last_error,
+        next_attempt_at,
+        bootstrap_url: None,
+    };
+    Ok(match (job.workflow, job.state) {
+        // Workflow 2: the hand-over happened in the device's DM session; wait for the push.
+        (Workflow::Two, JobState::InProgress) => JobOutcome {
+            update: update(
+                JobState::AwaitingPush,
+                None,
+                now.saturating_add(settings.push_timeout),
+            ),
+            added: Vec::new(),
+            event: None,
+        },
+        (Workflow::Two, _) => {
+            let why = format!(
+                "no bootstrap was pushed within {} s of the hand-over",
+                settings.push_timeout.as_secs()
+            );
+            metrics::counter!("dmgw_bootstrap_jobs_total", "workflow" => "2", "outcome" => "failed")
+                .increment(1);
+            JobOutcome {
+                update: update(JobState::Failed, Some(why.clone()), now),
+                added: Vec::new(),
+                event: Some(("bootstrap_failed", why)),
+            }
+        }
+        (Workflow::One, _) => {
+            let url = job.bootstrap_url.clone().unwrap_or_default();
+            let tried = job.attempts.saturating_add(1);
+            let result = match settings.fetcher.fetch(&url, &job.server_id).await {
+                Ok(b) => apply(store, &b, settings.overwrite).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(outcome) => {
+                    let note = (!outcome.skipped.is_empty()).then(|| {
+                        format!(
+                            "an account for {} exists; the bootstrap was not applied (overwrite is off)",
+                            outcome.skipped.join(", ")
+                        )
+                    });
+                    metrics::counter!("dmgw_bootstrap_jobs_total", "workflow" => "1", "outcome" => "done")
+                        .increment(1);
+                    JobOutcome {
+                        update: update(JobState::Done, note, now),
+                        added: outcome.added,
+                        event: Some(("bootstrapped", format!("workflow 1 from {url}"))),
+                    }
+                }
+                Err(GatewayBootstrapError::Store(e)) => return Err(e),
+                Err(e) => {
+                    let give_up = tried >= settings.max_attempts
+                        || matches!(
+                            e,
+                            GatewayBootstrapError::Url(_)
+                                | GatewayBootstrapError::NotForUs { .. }
+                                | GatewayBootstrapError::MissingAccount { .. }
+                        );
+                    tracing::warn!(error = %e, give_up, "workflow-1 bootstrap failed");
+                    metrics::counter!(
+                        "dmgw_bootstrap_jobs_total",
+                        "workflow" => "1",
+                        "outcome" => if give_up { "failed" } else { "retry" }
+                    )
+                    .increment(1);
+                    JobOutcome {
+                        update: update(
+                            if give_up {
+                                JobState::Failed
+                            } else {
+                                JobState::Pending
+                            },
+                            Some(e.to_string()),
+                            now.saturating_add(retry_delay(tried)),
+                        ),
+                        added: Vec::new(),
+                        event: give_up.then(|| ("bootstrap_failed", e.to_string())),
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Run one claimed job and record what happened; returns the ServerIDs whose accounts were added.
+async fn run_job(
+    store: &Store,
+    settings: &BootstrapSettings,
+    job: BootstrapJob,
+) -> Result<Vec<String>, StoreError> {
+    let span = tracing::info_span!(
+        "bootstrap",
+        server_id = %job.server_id,
+        dev_id = %job.dev_id,
+        workflow = job.workflow.number(),
+        attempt = job.attempts.saturating_add(1)
+    );
+    async {
+        let outcome = step_job(store, settings, &job).await?;
+        let mut tx = store.begin().await?;
+        jobs::update(&mut tx, job.id, &outcome.update).await?;
+        if let Some((kind, detail)) = outcome.event {
+            events::log(
+                &mut tx,
+                &[NewEvent {
+                    dev_id: Some(job.dev_id.clone()),
+                    kind: kind.into(),
+                    detail: json!({
+                        "server_id": job.server_id,
+                        "workflow": job.workflow.number(),
+                        "detail": detail,
+                    }),
+                    at: Millis::now(),
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome.added)
+    }
+    .instrument(span)
+    .await
+}
+
+impl Handler<Wire> for BootstrapClient {
+    type Result = ();
+
+    fn handle(&mut self, w: Wire, ctx: &mut Context<Self>) {
+        self.matching = Some(w.matching);
+        ctx.notify(RunDue);
+    }
+}
+
+impl Handler<RunDue> for BootstrapClient {
+    type Result = ();
+
+    fn handle(&mut self, _: RunDue, ctx: &mut Context<Self>) {
+        if self.running || self.matching.is_none() {
+            return;
+        }
+        self.running = true;
+        let store = self.store.clone();
+        let settings = self.settings.clone();
+        ctx.spawn(
+            async move {
+                let now = Millis::now();
+                let claimed = store
+                    .claim_due_jobs(now, now.saturating_add(JOB_LEASE), 20)
+                    .await?;
+                let mut added = Vec::new();
+                let mut ended = Vec::new();
+                let more = !claimed.is_empty();
+                for job in claimed {
+                    let dev = job.dev_id.clone();
+                    added.extend(run_job(&store, &settings, job).await?);
+                    ended.push(dev);
+                }
+                Ok::<_, StoreError>((added, ended, more))
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.running = false;
+                match res {
+                    Ok((added, ended, more)) => {
+                        if let Some(m) = &act.matching {
+                            if !added.is_empty() {
+                                m.do_send(AccountsChanged { server_ids: added }.traced());
+                            }
+                            // A job that ended may settle its device (failed jobs count as settled).
+                            for dev_id in ended {
+                                m.do_send(MatchDevice { dev_id }.traced());
+                            }
+                        }
+                        if more {
+                            ctx.notify(RunDue);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "bootstrap job run failed"),
+                }
+            }),
+        );
+    }
+}
+
+/// Mark the open workflow-2 jobs of these servers done; returns the devices concerned.
+async fn settle_pushed(store: &Store, outcome: &ApplyOutcome) -> Result<Vec<String>, StoreError> {
+    let now = Millis::now();
+    let mut tx = store.begin().await?;
+    let mut devices = Vec::new();
+    for server_id in outcome
+        .added
+        .iter()
+        .chain(&outcome.replaced)
+        .chain(&outcome.skipped)
+    {
+        for job in jobs::for_server(&mut tx, server_id).await? {
+            if job.workflow == Workflow::Two && job.state.is_open() {
+                jobs::update(
+                    &mut tx,
+                    job.id,
+                    &JobUpdate {
+                        state: JobState::Done,
+                        count_attempt: true,
+                        last_error: None,
+                        next_attempt_at: now,
+                        bootstrap_url: None,
+                    },
+                )
+                .await?;
+                devices.push(job.dev_id.clone());
+            }
+        }
+    }
+    let log: Vec<NewEvent> = devices
+        .iter()
+        .map(|d| NewEvent {
+            dev_id: Some(d.clone()),
+            kind: "bootstrapped".into(),
+            detail: json!({ "workflow": 2, "added": outcome.added }),
+            at: now,
+        })
+        .collect();
+    if !log.is_empty() {
+        events::log(&mut tx, &log).await?;
+    }
+    tx.commit().await?;
+    Ok(devices)
+}
+
+impl Handler<Traced<PushReceived>> for BootstrapClient {
+    type Result = ResponseActFuture<Self, Result<ApplyOutcome, GatewayBootstrapError>>;
+
+    fn handle(&mut self, m: Traced<PushReceived>, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let overwrite = self.settings.overwrite;
+        let span = m.span;
+        Box::pin(
+            async move {
+                let outcome = apply(&store, &m.msg.bootstrap, overwrite).await?;
+                settle_pushed(&store, &outcome).await?;
+                metrics::counter!("dmgw_bootstrap_pushes_total", "outcome" => "applied")
+                    .increment(1);
+                Ok(outcome)
+            }
+            .instrument(span)
+            .into_actor(self)
+            .map(|res: Result<ApplyOutcome, GatewayBootstrapError>, act, _| {
+                if let (Ok(outcome), Some(m)) = (&res, &act.matching) {
+                    let changed: Vec<String> = outcome
+                        .added
+                        .iter()
+                        .chain(&outcome.replaced)
+                        .cloned()
+                        .collect();
+                    if !changed.is_empty() {
+                        m.do_send(
+                            AccountsChanged {
+                                server_ids: changed,
+                            }
+                            .traced(),
+                        );
+                    }
+                }
+                res
+            }),
+        )
     }
 }
 
@@ -140,11 +490,19 @@ async fn create_jobs(
 }
 
 impl Handler<Traced<BootstrapNeeded>> for BootstrapClient {
-    type Result = ResponseFuture<Result<Vec<BootstrapJob>, ActorError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<BootstrapJob>, ActorError>>;
 
     fn handle(&mut self, m: Traced<BootstrapNeeded>, _: &mut Context<Self>) -> Self::Result {
         let span = tracing::info_span!(parent: &m.span, "bootstrap jobs", dev_id = %m.msg.dev_id);
-        Box::pin(create_jobs(self.store.clone(), self.policy, m.msg).instrument(span))
+        Box::pin(
+            create_jobs(self.store.clone(), self.policy, m.msg)
+                .instrument(span)
+                .into_actor(self)
+                .map(|res, _, ctx| {
+                    ctx.notify(RunDue);
+                    res
+                }),
+        )
     }
 }
 

@@ -115,7 +115,23 @@ async fn match_device(
 ) -> Result<MatchOutcome, ActorError> {
     let device = store.device(&dev_id).await?;
     let outcome = MatchingLogic::split(&device);
-    let Some(state) = MatchingLogic::next_state(device.state, &outcome) else {
+    // An unmatched server whose bootstrap job failed (with its reason) no longer holds the
+    // device back: its onboarding is complete when every ServerID is matched or failed.
+    let mut open = MatchOutcome {
+        matched: outcome.matched.clone(),
+        unmatched: Vec::new(),
+    };
+    for s in &outcome.unmatched {
+        let failed = store
+            .jobs_for_server(&s.server_id)
+            .await?
+            .iter()
+            .any(|j| j.dev_id == dev_id && j.state == crate::domain::JobState::Failed);
+        if !failed {
+            open.unmatched.push(s.clone());
+        }
+    }
+    let Some(state) = MatchingLogic::next_state(device.state, &open) else {
         return Ok(outcome);
     };
     metrics::counter!("dmgw_match_total").increment(1);
@@ -136,12 +152,12 @@ async fn match_device(
             )
             .await??;
     }
-    if !outcome.unmatched.is_empty() {
+    if !open.unmatched.is_empty() {
         bootstrap
             .send(
                 BootstrapNeeded {
                     dev_id: dev_id.clone(),
-                    servers: outcome.unmatched.clone(),
+                    servers: open.unmatched.clone(),
                 }
                 .traced(),
             )

@@ -105,16 +105,24 @@ impl ActorAddrs {
 
 /// Start the actors, supervised: an actor that stops on a failure is restarted and resumes from
 /// the store. Must run inside an actix system.
-pub fn start(store: Store, settings: &Settings, sender: Arc<dyn AlertSender>) -> ActorAddrs {
+pub fn start(
+    store: Store,
+    settings: &Settings,
+    sender: Arc<dyn AlertSender>,
+    bootstrap: Arc<bootstrap_client::BootstrapSettings>,
+) -> ActorAddrs {
     let retry = settings.alert_retry;
     let s = store.clone();
     let alerting = Supervisor::start(move |_| Alerting::new(s, retry, sender));
     let s = store.clone();
     let a = alerting.clone();
-    let bootstrap = Supervisor::start(move |_| BootstrapClient::new(s));
+    let bootstrap = Supervisor::start(move |_| BootstrapClient::new(s, bootstrap));
     let s = store.clone();
     let b = bootstrap.clone();
     let matching = Supervisor::start(move |_| Matching::new(s, a, b));
+    bootstrap.do_send(bootstrap_client::Wire {
+        matching: matching.clone(),
+    });
     let s = store.clone();
     let m = matching.clone();
     let al = alerting.clone();

@@ -1,7 +1,7 @@
 //! Step 1-4: the gateway's local DM server. Devices open authenticated DM sessions and send the
 //! `BootstrappedDMSList` Generic Alert; the gateway reads their DMAcc (ServerIDs, bootstrap URLs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::{DM_SESSION_IDLE, LanError, LanState};
 use crate::actors::inventory::DeviceReady;
 use crate::actors::{ActorError, TracedExt};
+use crate::config::WorkflowPolicy;
 use crate::domain::ServerReport;
 use crate::store::lan::DeviceCredentials;
 
@@ -31,6 +32,8 @@ struct Findings {
     reported: Option<Vec<String>>,
     /// True once the Get of `./DMAcc` was queued.
     dmacc_asked: bool,
+    /// True once the workflow-2 hand-overs were queued.
+    handed_over: bool,
     /// The device's DMAcc node names, from the Get of `./DMAcc`.
     nodes: Vec<String>,
     /// node -> ServerID, from the Gets of `./DMAcc/<X>/ServerID`.
@@ -127,10 +130,30 @@ impl ClientDirectory for DeviceDirectory {
     }
 }
 
+/// What the gateway knows when it plans a device session's next commands.
+#[derive(Debug, Clone, Default)]
+pub struct PlanContext {
+    /// ServerIDs of the gateway's own DMAcc accounts.
+    pub known: BTreeSet<String>,
+    /// Bootstrap workflow policy.
+    pub policy: WorkflowPolicy,
+    /// The gateway's DevId.
+    pub gateway_id: String,
+    /// Where bootstrap servers push (workflow 2).
+    pub push_url: String,
+}
+
+/// The workflow-2 hand-over written to `./DMAcc/<X>/Ext/AssociatedGateway` (dmgw's format, one
+/// `key=value` per line): the gateway's ID and push address and the ServerID to bootstrap.
+pub fn handover_data(gateway_id: &str, push_url: &str, server_id: &str) -> String {
+    format!("GatewayID={gateway_id}\nGatewayAddress={push_url}\nServerID={server_id}")
+}
+
 /// Look at a device message before the session answers it, and queue the gateway's follow-up
-/// Gets: after `BootstrappedDMSList`, `./DMAcc`; after the node list, each account's ServerID and
-/// bootstrap-server URL.
-fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl) {
+/// commands: after `BootstrappedDMSList`, a Get of `./DMAcc`; after the node list, Gets of each
+/// account's ServerID and bootstrap-server URL; once those are known, the workflow-2 hand-over
+/// (a Replace of `Ext/AssociatedGateway`) for each unmatched server the policy sends that way.
+fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl, ctx: &PlanContext) {
     for cmd in &msg.body.commands {
         match cmd {
             Command::Alert(a) if a.code == omadm::model::alert_code::GENERIC => {
@@ -192,6 +215,33 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl) {
                 }
             }
             _ => {}
+        }
+    }
+    if findings.handed_over || findings.server_ids.is_empty() {
+        return;
+    }
+    let Some(reported) = &findings.reported else {
+        return;
+    };
+    findings.handed_over = true;
+    for (node, sid) in &findings.server_ids {
+        if !reported.contains(sid) || ctx.known.contains(sid) {
+            continue;
+        }
+        let has_url = findings.urls.get(node).is_some_and(|u| !u.is_empty());
+        let two = match ctx.policy {
+            WorkflowPolicy::Two => true,
+            WorkflowPolicy::OneThenTwo => !has_url,
+            WorkflowPolicy::One => false,
+        };
+        if two {
+            session.queue(
+                Command::replace_chr(
+                    format!("./DMAcc/{node}/Ext/AssociatedGateway"),
+                    handover_data(&ctx.gateway_id, &ctx.push_url, sid),
+                ),
+                Some(format!("handover:{sid}")),
+            );
         }
     }
 }
@@ -267,7 +317,13 @@ pub async fn dm(
         )));
         let creds = lan.store.device_credentials(&dev_id).await?;
         let dir = DeviceDirectory { creds };
-        plan(&mut entry.session, &mut entry.findings, &msg);
+        let ctx = PlanContext {
+            known: lan.store.server_ids().await?,
+            policy: lan.settings.workflow,
+            gateway_id: lan.settings.dev_id.clone(),
+            push_url: format!("{}/wan/v1/bootstrap", lan.settings.wan_public_url),
+        };
+        plan(&mut entry.session, &mut entry.findings, &msg, &ctx);
         let nonce = Nonce::generate().map_err(|e| LanError::Internal(e.to_string()))?;
         let step = match entry.session.receive(&msg, &dir, None, nonce) {
             Ok(step) => step,
@@ -365,13 +421,19 @@ mod tests {
             data: Some(Data::Text("dms-1\ndms-2".into())),
             ..alert::GenericAlert::default()
         };
-        plan(&mut s, &mut f, &msg(vec![alert::build(None, &[ga])]));
+        let ctx = PlanContext {
+            known: ["dms-1".to_string()].into(),
+            policy: WorkflowPolicy::OneThenTwo,
+            gateway_id: "gw".into(),
+            push_url: "https://gw/wan/v1/bootstrap".into(),
+        };
+        plan(&mut s, &mut f, &msg(vec![alert::build(None, &[ga])]), &ctx);
         assert_eq!(s.queued(), 1);
         let listing = Command::Results(Results {
             items: vec![result("./DMAcc", "a/b")],
             ..Results::default()
         });
-        plan(&mut s, &mut f, &msg(vec![listing]));
+        plan(&mut s, &mut f, &msg(vec![listing]), &ctx);
         assert_eq!(s.queued(), 5);
         let values = Command::Results(Results {
             items: vec![
@@ -381,7 +443,9 @@ mod tests {
             ],
             ..Results::default()
         });
-        plan(&mut s, &mut f, &msg(vec![values]));
+        plan(&mut s, &mut f, &msg(vec![values]), &ctx);
+        // dms-2 is unknown but has a bootstrap URL: workflow 1, no hand-over.
+        assert_eq!(s.queued(), 5);
         let r = f.reports();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].bootstrap_url, None);
