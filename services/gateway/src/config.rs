@@ -137,6 +137,9 @@ pub struct ServeArgs {
     /// Attempts at a workflow-1 bootstrap before the job fails. Default: 10
     #[arg(long, env = "DMGW_BOOTSTRAP_MAX_ATTEMPTS")]
     pub bootstrap_max_attempts: Option<u32>,
+    /// Browse DNS-SD/mDNS for devices advertising `_omadm-dev._tcp` (needs multicast on the LAN).
+    #[arg(long, env = "DMGW_MDNS")]
+    pub mdns: bool,
     /// The gateway's own DevId (./DevInfo/DevId), as DM Servers know it. Default: urn:dmgw:gateway
     #[arg(long, env = "DMGW_DEV_ID")]
     pub dev_id: Option<String>,
@@ -188,6 +191,7 @@ struct FileConfig {
     lan_tls_key: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
     consent_ttl: Option<u64>,
+    mdns: Option<bool>,
     wan_listen: Option<SocketAddr>,
     wan_public_url: Option<String>,
     wan_tls_cert: Option<PathBuf>,
@@ -281,6 +285,8 @@ pub struct Settings {
     pub ca_cert: Option<PathBuf>,
     /// How long consent requests and provisioning URLs stay valid.
     pub consent_ttl: Duration,
+    /// Browse DNS-SD for devices.
+    pub mdns: bool,
     /// WAN face address.
     pub wan_listen: SocketAddr,
     /// WAN face base URL as bootstrap servers see it (no trailing slash).
@@ -555,6 +561,7 @@ impl ServeArgs {
             lan_public_url,
             lan_tls,
             ca_cert: self.ca_cert.clone().or(file.ca_cert),
+            mdns: self.mdns || file.mdns.unwrap_or(false),
             wan_listen,
             wan_public_url,
             wan_tls,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dm_client;
 pub mod domain;
 pub mod lan;
+pub mod mdns;
 pub mod provision;
 pub mod startup;
 pub mod state;

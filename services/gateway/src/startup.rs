@@ -143,6 +143,7 @@ pub struct Application {
     wan_port: u16,
     /// Admin, LAN and WAN faces.
     servers: Vec<Server>,
+    mdns: Option<mdns_sd::ServiceDaemon>,
     state: AppState,
     shutdown_timeout: Duration,
 }
@@ -200,6 +201,17 @@ impl Application {
         if !factory.is_empty() {
             let _ = actors.accounts_changed(factory).await;
         }
+        let mdns = if settings.mdns {
+            match crate::mdns::start(actors.discovery.clone(), settings.allow_plain_http) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(error = %e, "DNS-SD browsing could not start; HTTP announcements still work");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let ready = Arc::new(AtomicBool::new(false));
         let settings = Arc::new(settings);
         let state = AppState {
@@ -287,6 +299,7 @@ impl Application {
             lan_port,
             wan_port,
             servers: vec![server, lan_server, wan_server],
+            mdns,
             state,
             shutdown_timeout: settings.shutdown_timeout,
         })
@@ -340,6 +353,9 @@ impl Application {
             .is_err()
         {
             tracing::warn!("in-flight work did not finish in time; it resumes at the next start");
+        }
+        if let Some(d) = self.mdns {
+            let _ = d.shutdown();
         }
         self.state.store.close().await;
         tracing::info!("dmgw stopped");
