@@ -531,6 +531,17 @@ impl ServeArgs {
                 reason: "the first delay must be positive and not above the largest".into(),
             });
         }
+        if let Some(name) = self
+            .bootstrap_auth_name
+            .as_deref()
+            .or(file.bootstrap_auth_name.as_deref())
+            && name.contains(':')
+        {
+            return Err(ConfigError::Invalid {
+                name: "bootstrap_auth_name",
+                reason: "HTTP Basic user names cannot contain ':' (RFC 7617)".into(),
+            });
+        }
         let bootstrap_auth = self
             .bootstrap_auth_secret
             .clone()
@@ -541,7 +552,8 @@ impl ServeArgs {
                     self.bootstrap_auth_name
                         .clone()
                         .or(file.bootstrap_auth_name.clone())
-                        .unwrap_or_else(|| dev_id.clone()),
+                        // RFC 7617: no ':' in a Basic user name; a DevId like urn:x:y maps to urn_x_y.
+                        .unwrap_or_else(|| dev_id.replace(':', "_")),
                     Secret::new(secret),
                 )
             });
