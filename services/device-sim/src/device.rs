@@ -174,7 +174,9 @@ impl SimDevice {
         for a in &spec.accounts {
             let at = child(&root, &a.node_name)?;
             let mut acc = DmAcc::new(a.server_id.clone(), a.addr.clone());
-            acc.bootstrap_server_url = a.bootstrap_server_url.clone();
+            if !a.hide_bootstrap_url {
+                acc.bootstrap_server_url = a.bootstrap_server_url.clone();
+            }
             acc.write(&mut tree, &at)?;
             let ext = child(&at, "Ext")?;
             if !tree.exists(&ext) {
@@ -425,12 +427,14 @@ mod tests {
                     addr: "https://dms1.example.com/dm".into(),
                     bootstrap_server_url: Some("https://bs1.example.com/bs".into()),
                     node_name: "dms-1".into(),
+                    hide_bootstrap_url: false,
                 },
                 AccountSpec {
                     server_id: "dms-2".into(),
                     addr: "https://dms2.example.com/dm".into(),
                     bootstrap_server_url: None,
                     node_name: "Acc2".into(),
+                    hide_bootstrap_url: false,
                 },
             ],
         }

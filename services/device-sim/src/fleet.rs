@@ -18,6 +18,7 @@ use crate::client::{ClientError, GatewayClient, HeartbeatOutcome};
 use crate::device::{DeviceError, SimDevice};
 use crate::dm::{self, DmError, SessionSummary};
 use crate::lan::{Announce, ConsentAnswer, ConsentRequest, heartbeat_secs};
+use crate::relay;
 use crate::scenario::DeviceSpec;
 use crate::trace::Trace;
 
@@ -73,6 +74,9 @@ pub struct DeviceReport {
     /// The DM session, when one ran to its end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSummary>,
+    /// Workflow-2 hand-overs relayed to bootstrap servers, by ServerID.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub relayed: BTreeMap<String, crate::relay::RelayOutcome>,
     /// What the gateway wrote to `./DMAcc/<X>/Ext/AssociatedGateway`, by ServerID.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub associated_gateway: BTreeMap<String, String>,
@@ -92,6 +96,7 @@ impl DeviceReport {
             reported_server_ids: Vec::new(),
             session: None,
             associated_gateway: BTreeMap::new(),
+            relayed: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +154,7 @@ struct Onboarding {
     dev_id: String,
     events: mpsc::UnboundedSender<DeviceEvent>,
     trace: Trace,
+    relayed: BTreeMap<String, crate::relay::RelayOutcome>,
 }
 
 impl Onboarding {
@@ -161,6 +167,7 @@ impl Onboarding {
             dev_id: dev_id.to_owned(),
             events: events.clone(),
             trace: Trace::random(),
+            relayed: BTreeMap::new(),
         }
     }
 
@@ -327,6 +334,14 @@ impl DeviceTask {
                 match dm::run_session(transport, dev, encoding, limits, &ob.trace).await {
                     Ok(summary) => {
                         ob.step("session_done");
+                        // Workflow 2: pass each hand-over on to the bootstrap server.
+                        let relayed =
+                            relay::relay_associations(transport, dev, encoding, limits, &ob.trace)
+                                .await;
+                        if !relayed.is_empty() {
+                            ob.step("handover_relayed");
+                        }
+                        ob.relayed = relayed;
                         Ok((Outcome::Done, Some(summary)))
                     }
                     Err(e) => Err(StepError::from(e)),
@@ -348,6 +363,7 @@ impl DeviceTask {
         if report.outcome == Outcome::Done {
             report.reported_server_ids = dev.reported_server_ids().unwrap_or_default();
             report.associated_gateway = dev.associated_gateways().unwrap_or_default();
+            report.relayed = std::mem::take(&mut ob.relayed);
         }
         info!(outcome = ?report.outcome, elapsed_ms = report.elapsed_ms, "settled");
         report

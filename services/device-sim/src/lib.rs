@@ -8,6 +8,7 @@ pub mod dm;
 pub mod fleet;
 pub mod lan;
 pub mod load;
+pub mod relay;
 pub mod scenario;
 pub mod tls;
 pub mod trace;

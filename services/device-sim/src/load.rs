@@ -149,6 +149,7 @@ pub fn generate_devices(cfg: &LoadConfig) -> Vec<DeviceSpec> {
                         .as_ref()
                         .map(|t| t.replace("{server_id}", s)),
                     node_name: format!("S{}", j.saturating_add(1)),
+                    hide_bootstrap_url: false,
                 })
                 .collect(),
         })

@@ -189,6 +189,9 @@ pub struct AccountSpec {
     pub bootstrap_server_url: Option<String>,
     /// The account's node name under `./DMAcc` (default: the ServerID escaped as in `omadm::mo`).
     pub node_name: String,
+    /// Keep the bootstrap-server URL out of the tree the gateway reads (the device still uses it to
+    /// relay a workflow-2 hand-over): models a device that reports no URL in workflow 1.
+    pub hide_bootstrap_url: bool,
 }
 
 /// One simulated End Device.
@@ -256,6 +259,8 @@ struct RawAccount {
     addr: Option<String>,
     bootstrap_server_url: Option<String>,
     node_name: Option<String>,
+    #[serde(default)]
+    hide_bootstrap_url: bool,
 }
 
 fn excerpt(s: &str) -> String {
@@ -604,6 +609,7 @@ fn parse_device(
             addr,
             bootstrap_server_url,
             node_name,
+            hide_bootstrap_url: a.hide_bootstrap_url,
         });
     }
     Ok(DeviceSpec {
