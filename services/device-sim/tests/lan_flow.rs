@@ -119,11 +119,14 @@ async fn allow_goes_through_every_step(enc: Encoding, name: &str) {
             "handover_relayed"
         ]
     );
-    // The fake gateway hands dms-2 over for workflow 2; no bootstrap server listens at the
-    // scenario's URL, so the relay is attempted and its failure reported, not hidden.
+    // The fake gateway hands dms-2 over for workflow 2, but the scenario gives the device no
+    // bootstrap server for it: the relay's failure is reported, not hidden.
     let relay = r.relayed.get("dms-2").expect("dms-2 relay attempted");
-    assert!(relay.url.ends_with("/dm"), "{relay:?}");
-    assert!(relay.status.is_none() && relay.error.is_some(), "{relay:?}");
+    assert!(relay.status.is_none(), "{relay:?}");
+    assert!(
+        relay.error.as_deref().is_some_and(|e| e.contains("no bootstrap server")),
+        "{relay:?}"
+    );
     assert_eq!(r.gateway_id.as_deref(), Some(GW_ID));
     assert_eq!(r.reported_server_ids, vec!["dms-1", "dms-2"]);
     let session = r.session.as_ref().unwrap();
