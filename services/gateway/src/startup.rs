@@ -136,6 +136,20 @@ async fn load_factory_accounts(store: &Store, path: &Path) -> Result<Vec<String>
     Ok(added)
 }
 
+/// `url` with port 0 (a public URL derived from a `:0` listen address) replaced by the port
+/// actually bound; any other URL is returned as it is.
+pub fn bound_public_url(url: &str, bound_port: u16) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.port() == Some(0) => {
+            if u.set_port(Some(bound_port)).is_err() {
+                return url.to_owned();
+            }
+            u.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A started gateway.
 pub struct Application {
     admin_port: u16,
@@ -158,7 +172,11 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Open the store, start the actors and bind the admin API. Must run inside an actix system.
-    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    pub async fn build(mut settings: Settings) -> Result<Application, StartupError> {
+        // Bind the LAN face first: its public URL, handed to devices, must name the bound port.
+        let lan_listener = TcpListener::bind(settings.lan_listen)?;
+        let lan_port = lan_listener.local_addr()?.port();
+        settings.lan_public_url = bound_public_url(&settings.lan_public_url, lan_port);
         let store = Store::open(&settings.database, &StoreOptions::default()).await?;
         let factory = match &settings.accounts_file {
             Some(p) => load_factory_accounts(&store, p).await?,
@@ -230,8 +248,6 @@ impl Application {
             http,
             sessions: Arc::new(crate::lan::dm::Sessions::default()),
         });
-        let lan_listener = TcpListener::bind(settings.lan_listen)?;
-        let lan_port = lan_listener.local_addr()?.port();
         let lan_body = settings.max_body_bytes;
         let lan_server = HttpServer::new(move || {
             App::new()
@@ -371,4 +387,27 @@ pub fn serve(args: ServeArgs) -> Result<(), StartupError> {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_public_url_on_port_0_takes_the_bound_port() {
+        assert_eq!(
+            bound_public_url("https://127.0.0.1:0", 40123),
+            "https://127.0.0.1:40123"
+        );
+        assert_eq!(
+            bound_public_url("http://127.0.0.1:0/base", 8),
+            "http://127.0.0.1:8/base"
+        );
+        assert_eq!(
+            bound_public_url("https://gw.lan:8443", 40123),
+            "https://gw.lan:8443"
+        );
+        assert_eq!(bound_public_url("https://gw.lan", 1), "https://gw.lan");
+        assert_eq!(bound_public_url("not a url", 1), "not a url");
+    }
 }

@@ -1,0 +1,23 @@
+//! `dmgw-demo`: two DM Servers, the gateway and three simulated End Devices started in one process
+//! on loopback, with the story of each device's onboarding told as it happens and a JSON summary.
+//!
+//! Layers: [`cli`] (flags → [`Options`]) → [`run`] (start, watch, stop) over [`stack`] (the
+//! services, TLS from [`pki`], files in [`datadir`]), [`observe`] (polling the gateway and the DM
+//! Servers), [`story`] (what each device went through, when it has settled) and [`summary`] (the
+//! JSON line). [`plan`] is the cast: which servers and devices, with which accounts and consent.
+
+pub mod cli;
+pub mod datadir;
+pub mod error;
+pub mod observe;
+pub mod pki;
+pub mod plan;
+pub mod run;
+pub mod stack;
+pub mod story;
+pub mod summary;
+
+pub use cli::{Cli, Options};
+pub use error::DemoError;
+pub use run::{run, run_blocking};
+pub use summary::{StopReason, Summary};
