@@ -105,6 +105,13 @@ fn cell(v: &Value, key: &str) -> String {
             .iter()
             .map(|x| match x {
                 Value::String(s) => s.clone(),
+                Value::Object(_) if x.get("server_id").is_none() => {
+                    // An account's address: its URL.
+                    x.get("addr")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned()
+                }
                 Value::Object(_) => {
                     let id = x.get("server_id").and_then(Value::as_str).unwrap_or("?");
                     let mark = if x.get("matched").and_then(Value::as_bool) == Some(true) {
@@ -215,6 +222,11 @@ mod tests {
         let t = table(&rows, &["dev_id", "state", "servers"]);
         assert!(t.contains("IMEI:1"));
         assert!(t.contains("dms-1✓, dms-2…"));
+        let rows = vec![serde_json::json!({
+            "server_id": "dms-1",
+            "addresses": [{"key": "1", "addr": "https://dms/dm", "addr_type": "URI", "ports": []}],
+        })];
+        assert!(table(&rows, &["addresses"]).contains("https://dms/dm"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use omadm::codec::Encoding;
 use omadm::mo::DevInfo;
 use thiserror::Error;
@@ -73,7 +73,14 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Request durations render as a Prometheus histogram (not the default summary).
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::api::metrics::HTTP_DURATION.to_owned()),
+                    crate::api::metrics::HTTP_DURATION_BUCKETS,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // A recorder installed by someone else (another test) keeps working; ours then only renders.
             let _ = metrics::set_global_recorder(recorder);

@@ -8,7 +8,7 @@ use sqlx::FromRow;
 use sqlx::sqlite::SqliteConnection;
 use tracing::instrument;
 
-use super::{Store, StoreError, json_ids, next_cursor, parse_stored};
+use super::{Store, StoreError, count_u64, json_ids, next_cursor, parse_stored};
 use crate::domain::{
     DeviceFilter, DeviceUpsert, DeviceView, MAX_SERVERS_PER_DEVICE, Millis, Page, Paged,
     ServerReport, ServerView, StateChange, UpsertedDevice, ValidationError, check_batch,
@@ -386,6 +386,24 @@ pub async fn delete(conn: &mut SqliteConnection, dev_id: &str) -> Result<(), Sto
     Ok(())
 }
 
+/// How many devices are in each state: every state, in `DeviceState::ALL` order, zeros included.
+#[instrument(skip_all)]
+pub async fn counts(conn: &mut SqliteConnection) -> Result<Vec<(DeviceState, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM devices GROUP BY state")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut counts: Vec<(DeviceState, u64)> = DeviceState::ALL.iter().map(|s| (*s, 0)).collect();
+    for (state, n) in rows {
+        let n = count_u64("devices count", n)?;
+        let state = parse_stored("devices.state", &state, DeviceState::parse)?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+            slot.1 = n;
+        }
+    }
+    Ok(counts)
+}
+
 impl Store {
     /// Upsert a batch of devices in one transaction (see [`upsert`]).
     #[instrument(skip_all, fields(count = batch.len()))]
@@ -470,6 +488,13 @@ impl Store {
         let out = list(&mut tx, filter, page).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Devices per state (for metrics; see [`counts`]).
+    #[instrument(skip_all)]
+    pub async fn device_counts(&self) -> Result<Vec<(DeviceState, u64)>, StoreError> {
+        let mut conn = self.conn().await?;
+        counts(&mut conn).await
     }
 
     /// Delete a device (see [`delete`]).
