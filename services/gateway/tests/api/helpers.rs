@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use gateway::actors::TracedExt;
 use gateway::actors::discovery::{Announce, Via};
 use gateway::actors::inventory::DeviceReady;
@@ -107,7 +106,7 @@ pub struct TestApp {
     pub db: PathBuf,
     /// A plain HTTP client (no token by default; the helpers add it).
     pub client: reqwest::Client,
-    handle: ServerHandle,
+    handle: gateway::startup::StopHandle,
     join: JoinHandle<Result<(), StartupError>>,
     _dir: Option<TempDir>,
 }
@@ -120,6 +119,9 @@ pub fn test_args(db: &Path) -> ServeArgs {
         admin_token: Some(TOKEN.to_owned()),
         dev_id: Some("urn:dmgw:test-gateway".to_owned()),
         shutdown_timeout: Some(5),
+        lan_listen: Some("127.0.0.1:0".parse().unwrap()),
+        wan_listen: Some("127.0.0.1:0".parse().unwrap()),
+        allow_plain_http: true,
         ..ServeArgs::default()
     }
 }
