@@ -220,7 +220,10 @@ impl Handler<Traced<AccountsChanged>> for Matching {
             async move {
                 let mut devices_to_match = std::collections::BTreeSet::new();
                 for server_id in &m.msg.server_ids {
+                    // Added account: the devices that now match it. Removed account: the devices
+                    // that lost their match (the store un-matched them) must be re-evaluated too.
                     devices_to_match.extend(store.rematch_server(server_id).await?);
+                    devices_to_match.extend(store.devices_waiting_on(server_id).await?);
                 }
                 let n = devices_to_match.len();
                 for dev_id in devices_to_match {

@@ -345,6 +345,10 @@ pub async fn dm(
         }
         for ev in &step.events {
             match ev {
+                // 407 is the normal first contact (the device learns its nonce); 401 is a failure.
+                ServerEvent::AuthFailed { code: 407, .. } => {
+                    tracing::debug!("device challenged (407)");
+                }
                 ServerEvent::AuthFailed { code, .. } => {
                     metrics::counter!("dmgw_lan_auth_failures_total").increment(1);
                     tracing::warn!(code, "device failed to authenticate");
