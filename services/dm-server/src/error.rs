@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use omadm::codec::Encoding;
-use omadm::model::{Command, Data, Item, Location, Status, SyncHdr, SyncMl};
+use omadm::model::SyncMl;
 use thiserror::Error;
 
 /// A setting is wrong or a file it names cannot be read.
@@ -204,31 +204,14 @@ fn truncate(s: &str) -> String {
 
 /// A SyncML message answering the request's header with `code`, and `reason` as the Status item data.
 pub fn dm_error_message(to: &DmReplyTo, code: u16, reason: &str) -> SyncMl {
-    let session_id = if to.session_id.is_empty() {
-        "0".to_owned()
-    } else {
-        to.session_id.clone()
-    };
-    let mut msg = SyncMl::new(SyncHdr::new(
-        session_id,
-        1,
-        Location::new(to.client.clone()),
-        Location::new(to.server_uri.clone()),
-    ));
-    msg.push(Command::Status(Status {
-        msg_ref: to.msg_ref,
-        cmd_ref: 0,
-        cmd: "SyncHdr".into(),
-        target_refs: if to.client.is_empty() {
-            Vec::new()
-        } else {
-            vec![to.client.clone()]
-        },
+    omadm::session::error_message(
+        &to.session_id,
+        to.msg_ref,
+        &to.client,
+        &to.server_uri,
         code,
-        items: vec![Item::data(Data::Text(truncate(reason)))],
-        ..Status::default()
-    }));
-    msg.finish()
+        reason,
+    )
 }
 
 fn dm_response(status: StatusCode, to: &DmReplyTo, code: u16, reason: &str) -> HttpResponse {

@@ -235,6 +235,45 @@ impl TreeAccess for Tree {
     }
 }
 
+/// A one-Status message refusing a client message the server could not process: the header's
+/// Status carries `code` (400, 401, 413, ...) and the reason as item data. `session_id` and
+/// `msg_ref` come from the refused message when its header could be read ("0"/0 otherwise).
+pub fn error_message(
+    session_id: &str,
+    msg_ref: u32,
+    client: &str,
+    server_uri: &str,
+    code: u16,
+    reason: &str,
+) -> SyncMl {
+    let session_id = if session_id.trim().is_empty() {
+        "0"
+    } else {
+        session_id
+    };
+    let reason: String = reason.chars().take(256).collect();
+    SyncMl::new(SyncHdr::new(
+        session_id,
+        1,
+        Location::new(client),
+        Location::new(server_uri),
+    ))
+    .with(Command::Status(Status {
+        msg_ref,
+        cmd_ref: 0,
+        cmd: "SyncHdr".into(),
+        target_refs: if client.is_empty() {
+            Vec::new()
+        } else {
+            vec![client.to_owned()]
+        },
+        code,
+        items: vec![Item::data(Data::Text(reason))],
+        ..Status::default()
+    }))
+    .finish()
+}
+
 // =============================================================================================
 // Client
 

@@ -12,7 +12,7 @@ use omadm::codec::{self, Encoding};
 use omadm::element::Limits;
 use omadm::model::{Command, Data, SyncMl};
 use omadm::secret::Secret;
-use omadm::session::{ClientDirectory, ServerConfig, ServerEvent, ServerSession, SessionError};
+use omadm::session::{ClientDirectory, ServerConfig, ServerEvent, ServerSession};
 use tracing::Instrument;
 
 use super::{DM_SESSION_IDLE, LanError, LanState};
@@ -246,6 +246,16 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl, ctx:
     }
 }
 
+/// An HTTP 400 whose body is a SyncML message carrying the DM status of the refusal.
+fn dm_error(encoding: Encoding, msg: &SyncMl) -> HttpResponse {
+    match codec::encode(msg, encoding) {
+        Ok(body) => HttpResponse::BadRequest()
+            .content_type(encoding.mime())
+            .body(body),
+        Err(_) => HttpResponse::BadRequest().finish(),
+    }
+}
+
 fn session_token(req: &HttpRequest) -> Option<String> {
     web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .ok()
@@ -274,14 +284,23 @@ pub async fn dm(
         max_message_bytes: lan.settings.max_body_bytes,
         ..Limits::default()
     };
+    let server_uri = format!("{}/lan/v1/dm", lan.settings.lan_public_url);
     let msg = match codec::decode_as(&body, encoding, &limits) {
         Ok(m) => m,
         Err(e) => {
             metrics::counter!("dmgw_lan_dm_messages_total", "outcome" => "malformed").increment(1);
             tracing::warn!(error = %e, "malformed DM message from a device");
-            return Err(LanError::BadRequest(format!(
-                "malformed SyncML DM message: {e}"
-            )));
+            return Ok(dm_error(
+                encoding,
+                &omadm::session::error_message(
+                    "0",
+                    0,
+                    "",
+                    &server_uri,
+                    e.status_code(),
+                    &format!("malformed SyncML DM message: {e}"),
+                ),
+            ));
         }
     };
     let dev_id = msg.hdr.source.loc_uri.clone();
@@ -330,12 +349,17 @@ pub async fn dm(
             Err(e) => {
                 let code = e.status_code();
                 tracing::warn!(error = %e, code, "DM session error");
-                return Err(match e {
-                    SessionError::Ended | SessionError::WrongSession { .. } => {
-                        LanError::BadRequest(e.to_string())
-                    }
-                    other => LanError::BadRequest(other.to_string()),
-                });
+                return Ok(dm_error(
+                    entry.encoding,
+                    &omadm::session::error_message(
+                        &msg.hdr.session_id,
+                        msg.hdr.msg_id,
+                        &msg.hdr.source.loc_uri,
+                        &server_uri,
+                        code,
+                        &e.to_string(),
+                    ),
+                ));
             }
         };
         if let Some(n) = &step.issued_nonce {
