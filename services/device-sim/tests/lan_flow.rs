@@ -124,7 +124,10 @@ async fn allow_goes_through_every_step(enc: Encoding, name: &str) {
     let relay = r.relayed.get("dms-2").expect("dms-2 relay attempted");
     assert!(relay.status.is_none(), "{relay:?}");
     assert!(
-        relay.error.as_deref().is_some_and(|e| e.contains("no bootstrap server")),
+        relay
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("no bootstrap server")),
         "{relay:?}"
     );
     assert_eq!(r.gateway_id.as_deref(), Some(GW_ID));
