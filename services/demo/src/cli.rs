@@ -13,18 +13,19 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Where the demo keeps its files by default (emptied at each start).
 pub const DEFAULT_DATA_DIR: &str = "./data/demo";
 
-/// dmgw demo: two OMA DM Servers, the DM Gateway and three End Devices in one process, on
-/// loopback. Tells each device's onboarding as it happens, then prints one JSON summary line.
+/// dmgw demo: three OMA DM Servers, a DM Bootstrap Server, the DM Gateway and four End Devices in
+/// one process, on loopback. Tells each device's onboarding, both bootstrap workflows included, as
+/// it happens, then prints one JSON summary line.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "dmgw-demo", version, about)]
 pub struct Cli {
-    /// Stop once every device has settled (attached, waiting for a bootstrap, or refused) and every
-    /// expected alert has reached its DM Server. Without it the demo keeps running until Ctrl-C,
-    /// so the admin API can be explored.
+    /// Stop once every device has settled: refused, or attached with its bootstrap jobs done and
+    /// every expected alert received by its DM Server. Without it the demo keeps running until
+    /// Ctrl-C, so the admin API can be explored.
     #[arg(long, env = "DMGW_DEMO_EXIT")]
     pub exit: bool,
-    /// Folder for the demo's files (SQLite database, DM Server data, TLS material). Emptied at
-    /// start; a non-empty folder that the demo did not create is refused.
+    /// Folder for the demo's files (SQLite database, DM Server data, bootstrap-server profiles, TLS
+    /// material). Emptied at start; a non-empty folder that the demo did not create is refused.
     #[arg(long, env = "DMGW_DEMO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// With --exit: give up when not settled after this long (e.g. 30s, 2m); exit status 1.

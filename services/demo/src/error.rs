@@ -49,9 +49,15 @@ pub enum DemoError {
     /// The gateway did not start.
     #[error("gateway: {0}")]
     Gateway(#[from] gateway::startup::StartupError),
-    /// The factory accounts file could not be written.
-    #[error("factory accounts: {0}")]
-    Accounts(#[from] toml::ser::Error),
+    /// The gateway's factory accounts or the bootstrap server's profiles could not be written.
+    #[error("cannot write a TOML file: {0}")]
+    Toml(#[from] toml::ser::Error),
+    /// The bootstrap server's profiles were refused.
+    #[error("bootstrap server profiles: {0}")]
+    BootstrapProfiles(#[from] bootstrap_server::error::ConfigError),
+    /// The bootstrap server did not start.
+    #[error("bootstrap server: {0}")]
+    BootstrapServer(#[from] bootstrap_server::error::StartError),
     /// The devices' callback server did not start.
     #[error("device callback server: {0}")]
     Callback(#[from] device_sim::callback::CallbackError),

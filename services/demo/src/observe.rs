@@ -1,12 +1,14 @@
-//! Looking at the running system from outside the devices: the gateway's Device Inventory, alert
-//! outbox and bootstrap jobs (through its store, in-process), and what each DM Server received
-//! (through its JSON API over HTTPS). One [`Snapshot`] per look; every look is bounded in time.
+//! Looking at the running system from outside the devices: the gateway's Device Inventory, DMAcc
+//! accounts, alert outbox and bootstrap jobs (through its store, in-process), what each DM Server
+//! received and what the bootstrap server issued and was asked (through their JSON APIs over
+//! HTTPS). One [`Snapshot`] per look; every look is bounded in time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bootstrap_server::records::{AssociationRecord, BootstrapRecord};
 use gateway::domain::{
-    AlertFilter, AlertRow, BootstrapJob, DeviceFilter, DeviceView, JobFilter, Page,
+    AccountView, AlertFilter, AlertRow, BootstrapJob, DeviceFilter, DeviceView, JobFilter, Page,
 };
 use gateway::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,9 @@ pub enum ObserveError {
         /// Why.
         reason: String,
     },
+    /// The bootstrap server's API did not answer, or not as expected.
+    #[error("bootstrap server: {0}")]
+    BootstrapServer(String),
     /// The look took longer than [`LOOK_TIMEOUT`].
     #[error("no answer within {LOOK_TIMEOUT:?}")]
     Timeout,
@@ -52,8 +57,8 @@ pub struct ReceivedAlert {
 }
 
 #[derive(Debug, Deserialize)]
-struct AlertPage {
-    items: Vec<ReceivedAlert>,
+struct ApiPage<T> {
+    items: Vec<T>,
 }
 
 /// Everything one look saw.
@@ -65,8 +70,14 @@ pub struct Snapshot {
     pub outbox: Vec<AlertRow>,
     /// The gateway's bootstrap jobs.
     pub jobs: Vec<BootstrapJob>,
+    /// The gateway's DMAcc accounts (no secrets).
+    pub accounts: Vec<AccountView>,
     /// The Generic Alerts each DM Server received, by ServerID.
     pub received: BTreeMap<String, Vec<ReceivedAlert>>,
+    /// The bootstrap server's `GET /api/v1/bootstraps` (both workflows, with push deliveries).
+    pub bootstraps: Vec<BootstrapRecord>,
+    /// The bootstrap server's `GET /api/v1/associations` (AssociatedGateway alerts from devices).
+    pub associations: Vec<AssociationRecord>,
 }
 
 /// Takes snapshots.
@@ -76,14 +87,17 @@ pub struct Observer {
     http: reqwest::Client,
     /// (ServerID, API base URL) of each DM Server.
     servers: Vec<(String, String)>,
+    /// The bootstrap server's base URL.
+    bootstrap: String,
 }
 
 impl Observer {
-    /// An observer of the gateway's `store` and of the DM Servers at `servers` ((ServerID, base
-    /// URL) pairs), trusting only the CA certificate `ca_pem`.
+    /// An observer of the gateway's `store`, of the DM Servers at `servers` ((ServerID, base
+    /// URL) pairs) and of the bootstrap server at `bootstrap`, trusting only the CA certificate `ca_pem`.
     pub fn new(
         store: Store,
         servers: Vec<(String, String)>,
+        bootstrap: String,
         ca_pem: &[u8],
     ) -> Result<Observer, reqwest::Error> {
         let http = reqwest::Client::builder()
@@ -94,6 +108,7 @@ impl Observer {
             store,
             http,
             servers,
+            bootstrap,
         })
     }
 
@@ -121,16 +136,57 @@ impl Observer {
             .list_jobs(&JobFilter::default(), &page)
             .await?
             .items;
+        let accounts = self.store.list_accounts(&page).await?.items;
         let mut received = BTreeMap::new();
         for (server_id, base) in &self.servers {
             received.insert(server_id.clone(), self.alerts_of(server_id, base).await?);
         }
+        let bootstraps = self
+            .bootstrap_list("bootstraps")
+            .await
+            .map_err(ObserveError::BootstrapServer)?;
+        let associations = self
+            .bootstrap_list("associations")
+            .await
+            .map_err(ObserveError::BootstrapServer)?;
         Ok(Snapshot {
             devices,
             outbox,
             jobs,
+            accounts,
             received,
+            bootstraps,
+            associations,
         })
+    }
+
+    /// `GET {base}{path}?limit=1000`, its `items`.
+    async fn items<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+    ) -> Result<Vec<T>, String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", base.trim_end_matches('/')))
+            .query(&[("limit", "1000")])
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {path} answered {}", resp.status()));
+        }
+        let page: ApiPage<T> = resp.json().await.map_err(|e| e.without_url().to_string())?;
+        Ok(page.items)
+    }
+
+    /// One of the bootstrap server's lists (`bootstraps`, `associations`).
+    async fn bootstrap_list<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+    ) -> Result<Vec<T>, String> {
+        self.items(&self.bootstrap, &format!("/api/v1/{what}"))
+            .await
     }
 
     async fn alerts_of(
@@ -138,27 +194,11 @@ impl Observer {
         server_id: &str,
         base: &str,
     ) -> Result<Vec<ReceivedAlert>, ObserveError> {
-        let err = |reason: String| ObserveError::DmServer {
-            server_id: server_id.to_owned(),
-            reason,
-        };
-        let resp = self
-            .http
-            .get(format!("{}/api/v1/alerts", base.trim_end_matches('/')))
-            .query(&[("limit", "1000")])
-            .send()
+        self.items(base, "/api/v1/alerts")
             .await
-            .map_err(|e| err(e.without_url().to_string()))?;
-        if !resp.status().is_success() {
-            return Err(err(format!(
-                "GET /api/v1/alerts answered {}",
-                resp.status()
-            )));
-        }
-        let page: AlertPage = resp
-            .json()
-            .await
-            .map_err(|e| err(e.without_url().to_string()))?;
-        Ok(page.items)
+            .map_err(|reason| ObserveError::DmServer {
+                server_id: server_id.to_owned(),
+                reason,
+            })
     }
 }

@@ -1,5 +1,5 @@
-//! The cast of the demo: the two DM Servers (one the gateway knows from the factory, one it does
-//! not) and the three End Devices, with their DM accounts and how their users answer consent.
+//! The cast of the demo: three DM Servers (one the gateway knows from the factory, two it only gets
+//! through a DM Bootstrap Server), the four End Devices with their DM accounts, and their users' consent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,9 +9,11 @@ use omadm::codec::Encoding;
 
 use crate::error::DemoError;
 
-/// The gateway's DevId: its ServerID towards the devices, its identity towards the DM Servers.
+/// The gateway's DevId: its ServerID towards the devices, its identity towards the DM Servers and
+/// the bootstrap server (the `G` of the passwords the bootstrap server derives).
 pub const GATEWAY_DEV_ID: &str = "urn:dmgw:demo-gateway";
-/// The gateway's account name at the DM Servers (the `G` of derived passwords).
+/// The gateway's account name: at the factory DM Server (the `G` of its derived password), and its
+/// HTTP Basic user name at the bootstrap server (workflow 1; a Basic user name has no ':').
 pub const GATEWAY_ACCOUNT: &str = "dmgw-demo-gateway";
 
 /// A DM Server of the demo.
@@ -23,22 +25,63 @@ pub struct ServerPlan {
     pub name: &'static str,
     /// True when the gateway has a factory account for it.
     pub known_to_gateway: bool,
+    /// True when the bootstrap server has a profile for it (it can bootstrap the gateway for it).
+    pub bootstrap_profile: bool,
 }
 
-/// The DM Servers: `dms-1` is in the gateway's factory accounts, `dms-2` is not (a bootstrap
-/// would bring it; the bootstrap workflows are not part of this demo yet).
-pub const SERVERS: [ServerPlan; 2] = [
+/// The DM Servers: `dms-1` is in the gateway's factory accounts; `dms-2` and `dms-3` are not, but
+/// the demo's bootstrap server has a profile for each (sharing its master key), so the gateway
+/// gets an account for them by workflow 1 (`dms-2`, through the smart plug) and workflow 2
+/// (`dms-3`, through the smart meter).
+pub const SERVERS: [ServerPlan; 3] = [
     ServerPlan {
         server_id: "dms-1",
         name: "operator DM Server",
         known_to_gateway: true,
+        bootstrap_profile: false,
     },
     ServerPlan {
         server_id: "dms-2",
         name: "vendor DM Server",
         known_to_gateway: false,
+        bootstrap_profile: true,
+    },
+    ServerPlan {
+        server_id: "dms-3",
+        name: "utility DM Server",
+        known_to_gateway: false,
+        bootstrap_profile: true,
     },
 ];
+
+/// What a device's account says about its server's DM Bootstrap Server
+/// (`./DMAcc/<X>/Ext/BootstrapServerURL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootstrapUrl {
+    /// The account names none.
+    None,
+    /// The account names the demo's bootstrap server and the gateway can read it: workflow 1.
+    Visible,
+    /// The device knows the bootstrap server but the gateway cannot read it: under policy `1,2`
+    /// the gateway falls back to workflow 2, and the device relays its hand-over there.
+    Hidden,
+}
+
+/// One DM account of a device (besides the gateway's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountPlan {
+    /// The account's ServerID.
+    pub server_id: &'static str,
+    /// Its bootstrap-server URL.
+    pub bootstrap_url: BootstrapUrl,
+}
+
+const fn account(server_id: &'static str, bootstrap_url: BootstrapUrl) -> AccountPlan {
+    AccountPlan {
+        server_id,
+        bootstrap_url,
+    }
+}
 
 /// An End Device of the demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,22 +96,25 @@ pub struct DevicePlan {
     pub model: &'static str,
     /// What its user answers when the gateway asks for consent.
     pub consent: ConsentPolicy,
-    /// The ServerIDs of the DM accounts it holds (reported in `BootstrappedDMSList`).
-    pub servers: &'static [&'static str],
+    /// The DM accounts it holds (their ServerIDs are reported in `BootstrappedDMSList`).
+    pub accounts: &'static [AccountPlan],
     /// Encoding of its provisioning and DM session.
     pub encoding: Encoding,
 }
 
-/// The devices: a thermostat with only `dms-1` whose user allows at once, a smart plug with
-/// `dms-1` and `dms-2` (speaking WBXML) whose user allows after a second, and a camera whose user refuses.
-pub const DEVICES: [DevicePlan; 3] = [
+/// The devices: a thermostat with only `dms-1` whose user allows at once; a smart plug with `dms-1`
+/// and `dms-2` (speaking WBXML, its `dms-2` account naming the bootstrap server: workflow 1) whose
+/// user allows after a second; a camera whose user refuses; and a smart meter with only `dms-3`
+/// whose bootstrap-server URL the gateway cannot read (workflow 2: the meter relays the gateway's
+/// hand-over to the bootstrap server, which pushes to the gateway).
+pub const DEVICES: [DevicePlan; 4] = [
     DevicePlan {
         dev_id: "IMEI:356938035643809",
         name: "thermostat",
         man: "Acme",
         model: "Thermo 3",
         consent: ConsentPolicy::Allow,
-        servers: &["dms-1"],
+        accounts: &[account("dms-1", BootstrapUrl::None)],
         encoding: Encoding::Xml,
     },
     DevicePlan {
@@ -77,7 +123,10 @@ pub const DEVICES: [DevicePlan; 3] = [
         man: "Plugs Inc",
         model: "P100",
         consent: ConsentPolicy::AllowAfter(Duration::from_secs(1)),
-        servers: &["dms-1", "dms-2"],
+        accounts: &[
+            account("dms-1", BootstrapUrl::None),
+            account("dms-2", BootstrapUrl::Visible),
+        ],
         encoding: Encoding::Wbxml,
     },
     DevicePlan {
@@ -86,7 +135,16 @@ pub const DEVICES: [DevicePlan; 3] = [
         man: "Lens Co",
         model: "Cam 2",
         consent: ConsentPolicy::Refuse,
-        servers: &["dms-1"],
+        accounts: &[account("dms-1", BootstrapUrl::None)],
+        encoding: Encoding::Xml,
+    },
+    DevicePlan {
+        dev_id: "MAC:00-50-C2-9F-41-07",
+        name: "smart meter",
+        man: "Metering AG",
+        model: "M-7",
+        consent: ConsentPolicy::Allow,
+        accounts: &[account("dms-3", BootstrapUrl::Hidden)],
         encoding: Encoding::Xml,
     },
 ];
@@ -112,25 +170,50 @@ pub fn seconds(d: Duration) -> String {
 }
 
 impl DevicePlan {
-    /// The simulated device, its accounts pointing at the DM Servers' URLs (`dm_urls` by ServerID).
-    pub fn spec(&self, dm_urls: &BTreeMap<String, String>) -> Result<DeviceSpec, DemoError> {
+    /// The ServerIDs of its accounts, in plan order.
+    pub fn server_ids(&self) -> Vec<&'static str> {
+        self.accounts.iter().map(|a| a.server_id).collect()
+    }
+
+    /// Its accounts in words: `dms-1, dms-2 (bootstrap URL visible)`.
+    pub fn accounts_text(&self) -> String {
+        self.accounts
+            .iter()
+            .map(|a| match a.bootstrap_url {
+                BootstrapUrl::None => a.server_id.to_owned(),
+                BootstrapUrl::Visible => format!("{} (bootstrap URL readable)", a.server_id),
+                BootstrapUrl::Hidden => format!("{} (bootstrap URL hidden)", a.server_id),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The simulated device, its accounts pointing at the DM Servers' URLs (`dm_urls` by ServerID)
+    /// and, where the plan says so, at the bootstrap server's base URL `bootstrap_url`.
+    pub fn spec(
+        &self,
+        dm_urls: &BTreeMap<String, String>,
+        bootstrap_url: &str,
+    ) -> Result<DeviceSpec, DemoError> {
         let bad = |reason: String| DemoError::Device {
             dev_id: self.dev_id.to_owned(),
             reason,
         };
         let accounts = self
-            .servers
+            .accounts
             .iter()
-            .map(|id| {
+            .map(|a| {
+                let id = a.server_id;
                 let addr = dm_urls
-                    .get(*id)
+                    .get(id)
                     .ok_or_else(|| bad(format!("no DM Server {id} is running")))?;
                 Ok(AccountSpec {
-                    server_id: (*id).to_owned(),
+                    server_id: id.to_owned(),
                     addr: addr.clone(),
-                    bootstrap_server_url: None,
+                    bootstrap_server_url: (a.bootstrap_url != BootstrapUrl::None)
+                        .then(|| bootstrap_url.to_owned()),
                     node_name: omadm::mo::escape_name(id).map_err(|e| bad(e.to_string()))?,
-                    hide_bootstrap_url: false,
+                    hide_bootstrap_url: a.bootstrap_url == BootstrapUrl::Hidden,
                 })
             })
             .collect::<Result<Vec<_>, DemoError>>()?;
@@ -147,17 +230,33 @@ impl DevicePlan {
         })
     }
 
-    /// The servers the gateway should alert once this device is attached (it holds an account for
-    /// them and so does the gateway); none when the user refuses.
+    /// The servers that should receive `deviceattached` for this device in the end: those it holds
+    /// an account for that the gateway knows or can be bootstrapped for; none when the user refuses.
     pub fn expected_alerts(&self) -> Vec<&'static str> {
         if !self.consent.allows() {
             return Vec::new();
         }
-        self.servers
+        self.accounts
             .iter()
-            .copied()
-            .filter(|s| server(s).is_some_and(|p| p.known_to_gateway))
+            .map(|a| a.server_id)
+            .filter(|s| server(s).is_some_and(|p| p.known_to_gateway || p.bootstrap_profile))
             .collect()
+    }
+
+    /// The workflow by which the gateway is expected to get an account for `server_id` through this
+    /// device (policy `1,2`): 1 when the device's account names a readable bootstrap-server URL,
+    /// 2 otherwise; `None` when the gateway knows the server already or the user refuses.
+    pub fn expected_workflow(&self, server_id: &str) -> Option<i64> {
+        let known = server(server_id).is_some_and(|p| p.known_to_gateway);
+        if known || !self.consent.allows() {
+            return None;
+        }
+        let a = self.accounts.iter().find(|a| a.server_id == server_id)?;
+        Some(if a.bootstrap_url == BootstrapUrl::Visible {
+            1
+        } else {
+            2
+        })
     }
 }
 
@@ -168,9 +267,20 @@ mod tests {
     #[test]
     fn the_cast_is_as_the_story_needs() {
         let expected: Vec<Vec<&str>> = DEVICES.iter().map(|d| d.expected_alerts()).collect();
-        assert_eq!(expected, vec![vec!["dms-1"], vec!["dms-1"], vec![]]);
+        assert_eq!(
+            expected,
+            vec![vec!["dms-1"], vec!["dms-1", "dms-2"], vec![], vec!["dms-3"]]
+        );
         assert_eq!(consent_text(DEVICES[1].consent), "allow after 1.0s");
-        assert!(server("dms-2").is_some_and(|s| !s.known_to_gateway));
+        assert!(server("dms-2").is_some_and(|s| !s.known_to_gateway && s.bootstrap_profile));
+        assert_eq!(DEVICES[1].expected_workflow("dms-1"), None);
+        assert_eq!(DEVICES[1].expected_workflow("dms-2"), Some(1));
+        assert_eq!(DEVICES[3].expected_workflow("dms-3"), Some(2));
+        assert_eq!(DEVICES[2].expected_workflow("dms-1"), None);
+        assert_eq!(
+            DEVICES[1].accounts_text(),
+            "dms-1, dms-2 (bootstrap URL readable)"
+        );
     }
 
     #[test]
@@ -178,14 +288,22 @@ mod tests {
         let urls: BTreeMap<String, String> = [
             ("dms-1".to_owned(), "https://127.0.0.1:1/dm".to_owned()),
             ("dms-2".to_owned(), "https://127.0.0.1:2/dm".to_owned()),
+            ("dms-3".to_owned(), "https://127.0.0.1:3/dm".to_owned()),
         ]
         .into();
-        let spec = DEVICES[1].spec(&urls).unwrap();
+        let bs = "https://127.0.0.1:4";
+        let spec = DEVICES[1].spec(&urls, bs).unwrap();
         assert_eq!(spec.accounts.len(), 2);
         assert_eq!(spec.accounts[1].addr, "https://127.0.0.1:2/dm");
+        assert_eq!(spec.accounts[0].bootstrap_server_url, None);
+        assert_eq!(spec.accounts[1].bootstrap_server_url.as_deref(), Some(bs));
+        assert!(!spec.accounts[1].hide_bootstrap_url);
         assert_eq!(spec.dm_encoding, Encoding::Wbxml);
+        let meter = DEVICES[3].spec(&urls, bs).unwrap();
+        assert_eq!(meter.accounts[0].bootstrap_server_url.as_deref(), Some(bs));
+        assert!(meter.accounts[0].hide_bootstrap_url);
         let only_one: BTreeMap<String, String> =
             [("dms-1".to_owned(), "https://127.0.0.1:1/dm".to_owned())].into();
-        assert!(DEVICES[1].spec(&only_one).is_err());
+        assert!(DEVICES[1].spec(&only_one, bs).is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! One run of the demo: a fresh data folder and CA, the DM Servers, the gateway, then the devices;
-//! watch (device events as they come, the gateway and DM Servers every poll interval), tell the
-//! story with a progress bar, stop when settled (`--exit`), at the timeout, or on the stop signal.
+//! One run of the demo: a fresh data folder, CA and secrets, the DM Servers, the gateway, the
+//! bootstrap server, then the devices; watch (device events as they come, the gateway, bootstrap
+//! server and DM Servers every poll interval), tell the story with a progress bar, stop when
+//! settled (`--exit`), at the timeout, or on the stop signal.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,7 +15,7 @@ use crate::cli::Options;
 use crate::error::DemoError;
 use crate::observe::{Observer, Snapshot};
 use crate::plan::{self, DEVICES, consent_text, seconds};
-use crate::stack::{self, Devices, DmServer, Gateway, GatewayFiles, random_hex};
+use crate::stack::{self, BootstrapServer, Devices, DmServer, Gateway, GatewayFiles, Secrets};
 use crate::story::Tracker;
 use crate::summary::{self, GatewaySummary, RunFacts, StopReason, Summary};
 use crate::{datadir, pki};
@@ -101,7 +102,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn row(label: &str, text: impl std::fmt::Display) -> String {
-    format!("  {label:<16}{text}")
+    format!("  {label:<17}{text}")
 }
 
 /// `Some(true)` when the gateway's admin API serves `/api/v1/devices`, `Some(false)` when it
@@ -130,8 +131,12 @@ fn intro(
     ca: &std::path::Path,
     servers: &[DmServer],
     gw: &Gateway,
+    bs: &BootstrapServer,
 ) {
-    n.say("dmgw demo: an OMA DM Gateway onboards three End Devices; everything runs in this process on 127.0.0.1");
+    n.say(
+        "dmgw demo: an OMA DM Gateway onboards four End Devices and gets bootstrapped for the two DM \
+         Servers it does not know (workflow 1 and workflow 2); everything runs in this process on 127.0.0.1",
+    );
     n.say(&row(
         "TLS",
         format!(
@@ -151,22 +156,42 @@ fn intro(
         ),
     ));
     for s in servers {
-        let known = if s.plan.known_to_gateway {
-            "the gateway has a factory account for it"
-        } else {
-            "unknown to the gateway: it would take a bootstrap"
+        let known = match (s.plan.known_to_gateway, s.plan.bootstrap_profile) {
+            (true, _) => "the gateway has a factory account for it",
+            (false, true) => {
+                "unknown to the gateway; the bootstrap server has a profile for it (its master key)"
+            }
+            (false, false) => "unknown to the gateway, and no bootstrap server knows it",
         };
         n.say(&row(
             &format!("DM Server {}", s.plan.server_id),
             format!("{}  {}; {known}", s.dm_url(), s.plan.name),
         ));
     }
+    let profiles: Vec<&str> = servers
+        .iter()
+        .filter(|s| s.plan.bootstrap_profile)
+        .map(|s| s.plan.server_id)
+        .collect();
+    n.say(&row(
+        "bootstrap server",
+        format!(
+            "{}  profiles for {}; trusts the gateway: HTTP Basic as {} (workflow 1), pushes \
+             MAC-signed with the gateway's PIN to {} (workflow 2)",
+            bs.base_url(),
+            profiles.join(", "),
+            plan::GATEWAY_ACCOUNT,
+            gw.push_url()
+        ),
+    ));
     n.say(&row(
         "gateway",
         format!(
-            "{}  LAN {}  admin {}",
+            "{}  LAN {}  WAN {}  admin {}; bootstrap policy 1,2 (workflow 1 where the device names \
+             a readable bootstrap server, else 2)",
             plan::GATEWAY_DEV_ID,
             gw.lan_url,
+            gw.wan_url,
             gw.admin_url
         ),
     ));
@@ -178,11 +203,11 @@ fn intro(
         n.say(&row(
             "device",
             format!(
-                "{:<22} {:<11} {encoding:<6} accounts {:<13} consent: {}",
+                "{:<22} {:<11} {encoding:<6} consent: {:<15} accounts {}",
                 d.dev_id,
                 d.name,
-                d.servers.join(", "),
                 consent_text(d.consent),
+                d.accounts_text(),
             ),
         ));
     }
@@ -217,6 +242,14 @@ fn intro(
                 ),
             ));
         }
+        n.say(&row(
+            "",
+            format!(
+                "curl --cacert {} {}/api/v1/bootstraps   # what the bootstrap server issued",
+                ca.display(),
+                bs.base_url()
+            ),
+        ));
         n.say(&row("", "Ctrl-C stops the demo."));
     }
     n.say("");
@@ -238,15 +271,46 @@ fn outro(n: &Narrator, s: &Summary, tracker: &Tracker) {
             k => format!("{} received {k} deviceattached", d.server_id),
         })
         .collect();
+    let accounts: Vec<String> = s
+        .gateway_accounts
+        .iter()
+        .map(|a| format!("{} ({})", a.server_id, a.origin))
+        .collect();
     let jobs: Vec<String> = s
         .bootstrap_jobs
         .iter()
-        .map(|j| format!("#{} {} for {} ({})", j.id, j.server_id, j.dev_id, j.state))
+        .map(|j| {
+            format!(
+                "#{} {} for {} (workflow {}, {})",
+                j.id, j.server_id, j.dev_id, j.workflow, j.state
+            )
+        })
         .collect();
     let jobs = if jobs.is_empty() {
         "no bootstrap job".to_owned()
     } else {
         format!("bootstrap jobs {}", jobs.join(", "))
+    };
+    let issued: Vec<String> = s
+        .bootstrap_server
+        .bootstraps
+        .iter()
+        .map(|b| match &b.delivery {
+            None => format!("{} by workflow 1", b.server_id),
+            Some(d) => format!(
+                "{} by workflow 2 (push {})",
+                b.server_id,
+                serde_json::to_value(d.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        })
+        .collect();
+    let issued = if issued.is_empty() {
+        "the bootstrap server issued nothing".to_owned()
+    } else {
+        format!("the bootstrap server issued {}", issued.join(", "))
     };
     let head = if s.settled {
         format!(
@@ -262,7 +326,30 @@ fn outro(n: &Narrator, s: &Summary, tracker: &Tracker) {
         )
     };
     n.say("");
-    n.say(&format!("{head}: {}; {jobs}.", alerts.join(", ")));
+    n.say(&format!("{head}: {}.", alerts.join(", ")));
+    n.say(&format!(
+        "gateway accounts {}; {jobs}; {issued}.",
+        accounts.join(", ")
+    ));
+}
+
+/// Stop what was started, in reverse order.
+async fn stop_all(
+    devices: Option<Devices>,
+    bootstrap: Option<BootstrapServer>,
+    gateway: Option<Gateway>,
+    servers: Vec<DmServer>,
+) {
+    if let Some(d) = devices {
+        d.stop().await;
+    }
+    if let Some(b) = bootstrap {
+        b.stop().await;
+    }
+    if let Some(g) = gateway {
+        g.stop().await;
+    }
+    stack::stop_dm_servers(servers).await;
 }
 
 /// Run the demo: start everything, tell the story, stop as `opts` say or when `stop` resolves,
@@ -279,19 +366,20 @@ where
         path: pki.ca_cert.clone(),
         source,
     })?;
-    let master_key = random_hex(32);
-    let servers = stack::start_dm_servers(&pki, &master_key, &data_dir)?;
+    let secrets = Secrets::generate();
+    let servers = stack::start_dm_servers(&pki, &secrets, &data_dir)?;
     let dm_urls: BTreeMap<String, String> = servers
         .iter()
         .map(|s| (s.plan.server_id.to_owned(), s.dm_url()))
         .collect();
     let accounts = data_dir.join("gateway-accounts.toml");
-    let gateway = match stack::write_factory_accounts(&accounts, &servers, &master_key) {
+    let gateway = match stack::write_factory_accounts(&accounts, &servers, &secrets) {
         Ok(()) => {
             Gateway::start(GatewayFiles {
                 pki: &pki,
                 database: data_dir.join("gateway.db"),
                 accounts,
+                secrets: &secrets,
             })
             .await
         }
@@ -300,7 +388,22 @@ where
     let gateway = match gateway {
         Ok(g) => g,
         Err(e) => {
-            stack::stop_dm_servers(servers).await;
+            stop_all(None, None, None, servers).await;
+            return Err(e);
+        }
+    };
+    // The bootstrap server's profile of the gateway names the WAN push URL the gateway bound.
+    let bootstrap = stack::write_bootstrap_profiles(
+        &data_dir.join("bootstrap-server"),
+        &servers,
+        &secrets,
+        &gateway.push_url(),
+    )
+    .and_then(|profiles| BootstrapServer::start(&pki, profiles));
+    let bootstrap = match bootstrap {
+        Ok(b) => b,
+        Err(e) => {
+            stop_all(None, None, Some(gateway), servers).await;
             return Err(e);
         }
     };
@@ -310,13 +413,13 @@ where
             .iter()
             .map(|s| (s.plan.server_id.to_owned(), s.server.base_url()))
             .collect(),
+        bootstrap.base_url(),
         &ca_pem,
     );
     let observer = match observer {
         Ok(o) => o,
         Err(e) => {
-            gateway.stop().await;
-            stack::stop_dm_servers(servers).await;
+            stop_all(None, Some(bootstrap), Some(gateway), servers).await;
             return Err(e.into());
         }
     };
@@ -332,13 +435,21 @@ where
         &pki.ca_cert,
         &servers,
         &gateway,
+        &bootstrap,
     );
     let startup = t0.elapsed();
-    let mut devices = match Devices::start(&DEVICES, &dm_urls, &gateway.lan_url, &pki).await {
+    let devices = Devices::start(
+        &DEVICES,
+        &dm_urls,
+        &bootstrap.base_url(),
+        &gateway.lan_url,
+        &pki,
+    )
+    .await;
+    let mut devices = match devices {
         Ok(d) => d,
         Err(e) => {
-            gateway.stop().await;
-            stack::stop_dm_servers(servers).await;
+            stop_all(None, Some(bootstrap), Some(gateway), servers).await;
             return Err(e);
         }
     };
@@ -408,15 +519,15 @@ where
     narrator.progress(tracker.settled_count());
     narrator.finish();
 
-    devices.stop().await;
     let gateway_summary = GatewaySummary {
         dev_id: plan::GATEWAY_DEV_ID.to_owned(),
         lan_url: gateway.lan_url.clone(),
+        wan_url: gateway.wan_url.clone(),
         admin_url: gateway.admin_url.clone(),
         database: gateway.database.display().to_string(),
     };
-    gateway.stop().await;
-    stack::stop_dm_servers(servers).await;
+    let bootstrap_url = bootstrap.base_url();
+    stop_all(Some(devices), Some(bootstrap), Some(gateway), servers).await;
 
     let summary = summary::build(
         RunFacts {
@@ -426,6 +537,7 @@ where
             data_dir: data_dir.display().to_string(),
             gateway: gateway_summary,
             dm_urls: dm_urls.into_iter().collect(),
+            bootstrap_url,
         },
         &tracker,
         &last,

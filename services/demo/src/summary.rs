@@ -1,6 +1,8 @@
-//! The one JSON line the demo ends with: each device's final state, what each DM Server received,
-//! the bootstrap jobs, and how long it took. Serialisable both ways, so tests parse the binary's output.
+//! The one JSON line the demo ends with: each device's final state, the gateway's accounts and
+//! bootstrap jobs, what each DM Server received, what the bootstrap server issued and was asked, and
+//! how long it took. Serialisable both ways, so tests parse the binary's output. No secrets.
 
+use bootstrap_server::records::{AssociationRecord, BootstrapRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::observe::Snapshot;
@@ -26,6 +28,8 @@ pub struct GatewaySummary {
     pub dev_id: String,
     /// The LAN face's base URL.
     pub lan_url: String,
+    /// The WAN face's base URL (pushed bootstraps).
+    pub wan_url: String,
     /// The admin API's base URL.
     pub admin_url: String,
     /// The SQLite database file.
@@ -59,12 +63,51 @@ pub struct DeviceSummary {
     pub unmatched: Vec<String>,
     /// The DM Servers that received `deviceattached` for it.
     pub alerted: Vec<String>,
+    /// Workflow-2 hand-overs it relayed to its bootstrap server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relayed: Vec<RelaySummary>,
     /// True once it settled.
     pub settled: bool,
     /// When it settled, in ms since the devices started.
     pub settled_ms: Option<u64>,
     /// The story in one line.
     pub story: String,
+}
+
+/// A workflow-2 hand-over a device relayed to its bootstrap server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelaySummary {
+    /// The ServerID handed over.
+    pub server_id: String,
+    /// The bootstrap server's DM URL.
+    pub url: String,
+    /// The status that answered the AssociatedGateway alert.
+    pub status: Option<u16>,
+    /// Why the relay failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A DMAcc account of the gateway at the end (never its credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSummary {
+    /// Its ServerID.
+    pub server_id: String,
+    /// Where it came from: `factory`, `operator` or `bootstrap`.
+    pub origin: String,
+    /// The DM Server's address (`AppAddr`).
+    pub addr: Option<String>,
+}
+
+/// The bootstrap server at the end: its `GET /api/v1/bootstraps` and `GET /api/v1/associations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapServerSummary {
+    /// Its base URL (what the devices' accounts name).
+    pub url: String,
+    /// The bootstraps it issued: workflow 1 (GET by the gateway) and 2 (pushed, with delivery).
+    pub bootstraps: Vec<BootstrapRecord>,
+    /// The AssociatedGateway alerts devices relayed to it.
+    pub associations: Vec<AssociationRecord>,
 }
 
 /// A Generic Alert a DM Server received.
@@ -92,6 +135,11 @@ pub struct DmServerSummary {
     pub dm_url: String,
     /// True when the gateway had a factory account for it.
     pub known_to_gateway: bool,
+    /// True when the bootstrap server has a profile for it.
+    pub bootstrap_profile: bool,
+    /// The origin of the gateway's account for it at the end (`factory`, `bootstrap`); `None`
+    /// when the gateway has none.
+    pub gateway_account: Option<String>,
     /// The number of `deviceattached` alerts it received.
     pub deviceattached: usize,
     /// Every Generic Alert it received.
@@ -113,6 +161,11 @@ pub struct JobSummary {
     pub state: String,
     /// Attempts so far.
     pub attempts: u32,
+    /// The bootstrap-server URL the device gave (workflow 1).
+    pub bootstrap_url: Option<String>,
+    /// The last error (or, when done, a note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The JSON summary line.
@@ -138,8 +191,12 @@ pub struct Summary {
     pub devices: Vec<DeviceSummary>,
     /// The DM Servers.
     pub dm_servers: Vec<DmServerSummary>,
+    /// The gateway's DMAcc accounts.
+    pub gateway_accounts: Vec<AccountSummary>,
     /// The gateway's bootstrap jobs.
     pub bootstrap_jobs: Vec<JobSummary>,
+    /// The DM Bootstrap Server.
+    pub bootstrap_server: BootstrapServerSummary,
     /// What each unsettled device still waited for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsettled: Vec<String>,
@@ -154,6 +211,13 @@ impl Summary {
     /// The DM Server with this ServerID.
     pub fn dm_server(&self, server_id: &str) -> Option<&DmServerSummary> {
         self.dm_servers.iter().find(|d| d.server_id == server_id)
+    }
+
+    /// The gateway's account for this ServerID.
+    pub fn gateway_account(&self, server_id: &str) -> Option<&AccountSummary> {
+        self.gateway_accounts
+            .iter()
+            .find(|a| a.server_id == server_id)
     }
 }
 
@@ -172,6 +236,8 @@ pub struct RunFacts {
     pub gateway: GatewaySummary,
     /// (ServerID, DM URL) of each DM Server.
     pub dm_urls: Vec<(String, String)>,
+    /// The bootstrap server's base URL.
+    pub bootstrap_url: String,
 }
 
 /// Put the summary together.
@@ -183,7 +249,7 @@ pub fn build(facts: RunFacts, tracker: &Tracker, last: &Snapshot) -> Summary {
             dev_id: t.plan.dev_id.to_owned(),
             name: t.plan.name.to_owned(),
             consent: consent_text(t.plan.consent),
-            accounts: t.plan.servers.iter().map(|s| (*s).to_owned()).collect(),
+            accounts: t.plan.server_ids().into_iter().map(str::to_owned).collect(),
             state: t.state.map(|s| s.as_str().to_owned()),
             device_outcome: t.sim.as_ref().map(|r| {
                 serde_json::to_value(r.outcome)
@@ -196,6 +262,16 @@ pub fn build(facts: RunFacts, tracker: &Tracker, last: &Snapshot) -> Summary {
             matched: t.matched.clone(),
             unmatched: t.unmatched.clone(),
             alerted: t.alerted.iter().cloned().collect(),
+            relayed: t
+                .relayed
+                .iter()
+                .map(|(server_id, r)| RelaySummary {
+                    server_id: server_id.clone(),
+                    url: r.url.clone(),
+                    status: r.status,
+                    error: r.error.clone(),
+                })
+                .collect(),
             settled: t.settled_at.is_some(),
             settled_ms: t
                 .settled_at
@@ -225,6 +301,12 @@ pub fn build(facts: RunFacts, tracker: &Tracker, last: &Snapshot) -> Summary {
                 server_id: server_id.clone(),
                 dm_url: dm_url.clone(),
                 known_to_gateway: plan::server(server_id).is_some_and(|p| p.known_to_gateway),
+                bootstrap_profile: plan::server(server_id).is_some_and(|p| p.bootstrap_profile),
+                gateway_account: last
+                    .accounts
+                    .iter()
+                    .find(|a| &a.server_id == server_id)
+                    .map(|a| a.origin.as_str().to_owned()),
                 deviceattached: last
                     .received
                     .get(server_id)
@@ -253,6 +335,17 @@ pub fn build(facts: RunFacts, tracker: &Tracker, last: &Snapshot) -> Summary {
             workflow: j.workflow.number(),
             state: j.state.as_str().to_owned(),
             attempts: j.attempts,
+            bootstrap_url: j.bootstrap_url.clone(),
+            last_error: j.last_error.clone(),
+        })
+        .collect();
+    let gateway_accounts = last
+        .accounts
+        .iter()
+        .map(|a| AccountSummary {
+            server_id: a.server_id.clone(),
+            origin: a.origin.as_str().to_owned(),
+            addr: a.addresses.first().map(|x| x.addr.clone()),
         })
         .collect();
     let settled = tracker.all_settled();
@@ -267,7 +360,13 @@ pub fn build(facts: RunFacts, tracker: &Tracker, last: &Snapshot) -> Summary {
         gateway: facts.gateway,
         devices,
         dm_servers,
+        gateway_accounts,
         bootstrap_jobs,
+        bootstrap_server: BootstrapServerSummary {
+            url: facts.bootstrap_url,
+            bootstraps: last.bootstraps.clone(),
+            associations: last.associations.clone(),
+        },
         unsettled: tracker.unsettled(),
     }
 }

@@ -180,10 +180,14 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Open the store, start the actors and bind the admin API. Must run inside an actix system.
     pub async fn build(mut settings: Settings) -> Result<Application, StartupError> {
-        // Bind the LAN face first: its public URL, handed to devices, must name the bound port.
+        // Bind the LAN and WAN faces first: their public URLs, handed to devices (the LAN face,
+        // and the WAN push address of a workflow-2 hand-over), must name the bound ports.
         let lan_listener = TcpListener::bind(settings.lan_listen)?;
         let lan_port = lan_listener.local_addr()?.port();
         settings.lan_public_url = bound_public_url(&settings.lan_public_url, lan_port);
+        let wan_listener = TcpListener::bind(settings.wan_listen)?;
+        let wan_port = wan_listener.local_addr()?.port();
+        settings.wan_public_url = bound_public_url(&settings.wan_public_url, wan_port);
         let store = Store::open(&settings.database, &StoreOptions::default()).await?;
         let factory = match &settings.accounts_file {
             Some(p) => load_factory_accounts(&store, p).await?,
@@ -276,8 +280,6 @@ impl Application {
             actors: state.actors.clone(),
             settings: settings.clone(),
         });
-        let wan_listener = TcpListener::bind(settings.wan_listen)?;
-        let wan_port = wan_listener.local_addr()?.port();
         let wan_server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
@@ -416,5 +418,43 @@ mod tests {
         );
         assert_eq!(bound_public_url("https://gw.lan", 1), "https://gw.lan");
         assert_eq!(bound_public_url("not a url", 1), "not a url");
+    }
+
+    #[actix_rt::test]
+    async fn faces_on_port_0_publish_the_ports_they_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let settings = ServeArgs {
+            database: Some(dir.path().join("gw.db")),
+            admin_listen: Some(any),
+            admin_token: Some("0123456789abcdef0123".into()),
+            allow_plain_http: true,
+            lan_listen: Some(any),
+            wan_listen: Some(any),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(settings.wan_public_url, "http://127.0.0.1:0");
+        let app = Application::build(settings).await.unwrap();
+        let s = &app.state().settings;
+        assert_ne!(app.lan_port(), 0);
+        assert_ne!(app.wan_port(), 0);
+        assert_eq!(
+            s.lan_public_url,
+            format!("http://127.0.0.1:{}", app.lan_port())
+        );
+        assert_eq!(
+            s.wan_public_url,
+            format!("http://127.0.0.1:{}", app.wan_port())
+        );
+        let handle = app.handle();
+        let running = actix_rt::spawn(app.run_until_stopped());
+        handle.stop(false).await;
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }

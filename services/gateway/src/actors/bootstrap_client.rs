@@ -489,6 +489,32 @@ async fn create_jobs(
     Ok(out)
 }
 
+/// Record the workflow-2 jobs of the servers a device is being handed over for (`server_ids`),
+/// before the hand-over leaves the gateway: the push it leads to may come back before Matching
+/// would create them, and a push must find its job open (existing jobs are left as they are).
+pub async fn record_handovers(
+    store: &Store,
+    dev_id: &str,
+    server_ids: &[String],
+) -> Result<Vec<BootstrapJob>, ActorError> {
+    let servers = server_ids
+        .iter()
+        .map(|s| ServerReport {
+            server_id: s.clone(),
+            bootstrap_url: None,
+        })
+        .collect();
+    create_jobs(
+        store.clone(),
+        WorkflowPolicy::Two,
+        BootstrapNeeded {
+            dev_id: dev_id.to_owned(),
+            servers,
+        },
+    )
+    .await
+}
+
 impl Handler<Traced<BootstrapNeeded>> for BootstrapClient {
     type Result = ResponseActFuture<Self, Result<Vec<BootstrapJob>, ActorError>>;
 

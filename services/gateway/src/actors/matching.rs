@@ -4,13 +4,14 @@
 use actix::prelude::*;
 use omadm::mo::DeviceState;
 use serde_json::json;
+use sqlx::SqliteConnection;
 use tracing::Instrument;
 
 use super::alerting::{Alerting, AttachMatched};
 use super::bootstrap_client::{BootstrapClient, BootstrapNeeded};
 use super::{ActorError, Traced, TracedExt};
-use crate::domain::{DeviceView, Millis, NewEvent, ServerReport, StateChange};
-use crate::store::{Store, devices, events};
+use crate::domain::{DeviceView, JobState, Millis, NewEvent, ServerReport, StateChange};
+use crate::store::{Store, StoreError, devices, events, jobs};
 
 /// Match one device's reported ServerIDs (after step 1-4, or again after a bootstrap).
 #[derive(Debug, Clone, Message)]
@@ -107,6 +108,30 @@ impl Supervised for Matching {
     }
 }
 
+/// The servers of `outcome` that still hold the device back: an unmatched server whose bootstrap
+/// job failed (with its reason) no longer does; its onboarding is complete when every ServerID is
+/// matched or failed.
+async fn still_open(
+    conn: &mut SqliteConnection,
+    dev_id: &str,
+    outcome: &MatchOutcome,
+) -> Result<MatchOutcome, StoreError> {
+    let mut open = MatchOutcome {
+        matched: outcome.matched.clone(),
+        unmatched: Vec::new(),
+    };
+    for s in &outcome.unmatched {
+        let failed = jobs::for_server(conn, &s.server_id)
+            .await?
+            .iter()
+            .any(|j| j.dev_id == dev_id && j.state == JobState::Failed);
+        if !failed {
+            open.unmatched.push(s.clone());
+        }
+    }
+    Ok(open)
+}
+
 async fn match_device(
     store: Store,
     alerting: Addr<Alerting>,
@@ -115,25 +140,13 @@ async fn match_device(
 ) -> Result<MatchOutcome, ActorError> {
     let device = store.device(&dev_id).await?;
     let outcome = MatchingLogic::split(&device);
-    // An unmatched server whose bootstrap job failed (with its reason) no longer holds the
-    // device back: its onboarding is complete when every ServerID is matched or failed.
-    let mut open = MatchOutcome {
-        matched: outcome.matched.clone(),
-        unmatched: Vec::new(),
+    let open = {
+        let mut tx = store.begin_read().await?;
+        still_open(&mut tx, &dev_id, &outcome).await?
     };
-    for s in &outcome.unmatched {
-        let failed = store
-            .jobs_for_server(&s.server_id)
-            .await?
-            .iter()
-            .any(|j| j.dev_id == dev_id && j.state == crate::domain::JobState::Failed);
-        if !failed {
-            open.unmatched.push(s.clone());
-        }
-    }
-    let Some(state) = MatchingLogic::next_state(device.state, &open) else {
+    if MatchingLogic::next_state(device.state, &open).is_none() {
         return Ok(outcome);
-    };
+    }
     metrics::counter!("dmgw_match_total").increment(1);
     tracing::info!(
         dev_id = %dev_id,
@@ -163,8 +176,16 @@ async fn match_device(
             )
             .await??;
     }
-    if state != device.state {
-        let mut tx = store.begin().await?;
+    // The state is decided on what is committed now, inside the write transaction (writes are
+    // serialised): matches run concurrently, and a bootstrap applied while this one awaited the
+    // other actors has its own match, whose state this older view must not overwrite.
+    let mut tx = store.begin().await?;
+    let now = devices::get(&mut tx, &dev_id).await?;
+    let current = MatchingLogic::split(&now);
+    let open = still_open(&mut tx, &dev_id, &current).await?;
+    if let Some(state) = MatchingLogic::next_state(now.state, &open)
+        && state != now.state
+    {
         devices::set_states(
             &mut tx,
             &[StateChange {
@@ -179,16 +200,16 @@ async fn match_device(
                 dev_id: Some(dev_id.clone()),
                 kind: "matched".into(),
                 detail: json!({
-                    "matched": outcome.matched,
-                    "unmatched": outcome.unmatched.iter().map(|s| &s.server_id).collect::<Vec<_>>(),
+                    "matched": current.matched,
+                    "unmatched": current.unmatched.iter().map(|s| &s.server_id).collect::<Vec<_>>(),
                     "state": state.as_str(),
                 }),
                 at: Millis::now(),
             }],
         )
         .await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
     }
+    tx.commit().await.map_err(StoreError::from)?;
     Ok(outcome)
 }
 

@@ -16,6 +16,7 @@ use omadm::session::{ClientDirectory, ServerConfig, ServerEvent, ServerSession};
 use tracing::Instrument;
 
 use super::{DM_SESSION_IDLE, LanError, LanState};
+use crate::actors::bootstrap_client::record_handovers;
 use crate::actors::inventory::DeviceReady;
 use crate::actors::{ActorError, TracedExt};
 use crate::config::WorkflowPolicy;
@@ -34,6 +35,8 @@ struct Findings {
     dmacc_asked: bool,
     /// True once the workflow-2 hand-overs were queued.
     handed_over: bool,
+    /// ServerIDs handed over whose workflow-2 jobs are not recorded yet.
+    handovers: Vec<String>,
     /// The device's DMAcc node names, from the Get of `./DMAcc`.
     nodes: Vec<String>,
     /// node -> ServerID, from the Gets of `./DMAcc/<X>/ServerID`.
@@ -235,6 +238,7 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl, ctx:
             WorkflowPolicy::One => false,
         };
         if two {
+            findings.handovers.push(sid.clone());
             session.queue(
                 Command::replace_chr(
                     format!("./DMAcc/{node}/Ext/AssociatedGateway"),
@@ -362,6 +366,12 @@ pub async fn dm(
                 ));
             }
         };
+        // The reply carries the hand-overs: their jobs exist before the device can relay them,
+        // so the push that follows always finds its job (only for an authenticated session).
+        if entry.session.dev_id().is_some() && !entry.findings.handovers.is_empty() {
+            let servers = std::mem::take(&mut entry.findings.handovers);
+            record_handovers(&lan.store, &dev_id, &servers).await?;
+        }
         if let Some(n) = &step.issued_nonce {
             lan.store
                 .set_device_nonce(&dev_id, &Nonce::from_bytes(n.clone()).to_b64())
@@ -478,5 +488,36 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].bootstrap_url, None);
         assert_eq!(r[1].bootstrap_url.as_deref(), Some("https://bs.example/b"));
+        assert!(f.handovers.is_empty());
+    }
+
+    #[test]
+    fn a_hand_over_is_noted_for_its_job() {
+        let mut s = ServerSession::new(ServerConfig::new("gw", AuthScheme::Md5));
+        let mut f = Findings::default();
+        let ga = alert::GenericAlert {
+            alert_type: alert::BOOTSTRAPPED_DMS_LIST.into(),
+            data: Some(Data::Text("dms-1\ndms-3".into())),
+            ..alert::GenericAlert::default()
+        };
+        let ctx = PlanContext {
+            known: ["dms-1".to_string()].into(),
+            policy: WorkflowPolicy::OneThenTwo,
+            gateway_id: "gw".into(),
+            push_url: "https://gw/wan/v1/bootstrap".into(),
+        };
+        plan(&mut s, &mut f, &msg(vec![alert::build(None, &[ga])]), &ctx);
+        let values = Command::Results(Results {
+            items: vec![
+                result("./DMAcc/a/ServerID", "dms-1"),
+                result("./DMAcc/c/ServerID", "dms-3"),
+            ],
+            ..Results::default()
+        });
+        let queued = s.queued();
+        plan(&mut s, &mut f, &msg(vec![values]), &ctx);
+        // dms-3 is unknown and has no bootstrap URL: handed over (workflow 2), its job to record.
+        assert_eq!(s.queued(), queued + 1);
+        assert_eq!(f.handovers, ["dms-3"]);
     }
 }
