@@ -15,7 +15,7 @@ use omadm::mo::DevInfo;
 use thiserror::Error;
 
 use crate::actors::bootstrap_client::BootstrapSettings;
-use crate::actors::{self, ActorAddrs};
+use crate::actors::{self, ActorAddrs, TracedExt};
 use crate::bootstrap::Fetcher;
 use crate::config::{ConfigError, ServeArgs, Settings, TlsFiles};
 use crate::dm_client::DmClientSender;
@@ -189,6 +189,14 @@ impl Application {
         let wan_port = wan_listener.local_addr()?.port();
         settings.wan_public_url = bound_public_url(&settings.wan_public_url, wan_port);
         let store = Store::open(&settings.database, &StoreOptions::default()).await?;
+        let (alerts, jobs) = store.release_leases(crate::domain::Millis::now()).await?;
+        if alerts + jobs > 0 {
+            tracing::info!(
+                alerts,
+                jobs,
+                "resuming work left in flight by the previous run"
+            );
+        }
         let factory = match &settings.accounts_file {
             Some(p) => load_factory_accounts(&store, p).await?,
             None => Vec::new(),
@@ -226,9 +234,16 @@ impl Application {
             max_attempts: settings.bootstrap_max_attempts,
             overwrite: settings.bootstrap_overwrite,
         });
+        let state_store = store.clone();
         let actors: ActorAddrs = actors::start(store.clone(), &settings, sender, bootstrap);
         if !factory.is_empty() {
             let _ = actors.accounts_changed(factory).await;
+        }
+        // A match cut short by a stop or crash is done again (matching is idempotent).
+        for dev_id in state_store.devices_to_rematch().await? {
+            actors
+                .matching
+                .do_send(crate::actors::matching::MatchDevice { dev_id }.traced());
         }
         let mdns = if settings.mdns {
             match crate::mdns::start(actors.discovery.clone(), settings.allow_plain_http) {

@@ -2,7 +2,12 @@
 //! DM Server that is down for a while, delivery after a gateway restart, and what a device gets for
 //! wrong credentials and malformed SyncML on the LAN face.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use dm_server::config::{Account, Config as DmsConfig, TlsFiles};
 use gateway::actors::TracedExt;
-use gateway::actors::inventory::{DeviceDiscovered, DeviceReady};
 use gateway::actors::discovery::Via;
+use gateway::actors::inventory::{DeviceDiscovered, DeviceReady};
 use gateway::config::ServeArgs;
 use gateway::domain::{DeviceUpsert, Millis, ServerReport};
 use gateway::startup::Application;
@@ -53,12 +58,15 @@ fn pki(dir: &Path) -> Pki {
     p
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for a DM Server that is down at first: one it had, so no other test's server holds it
+/// (tests in this binary run in parallel).
+async fn down_server_port(pki: &Pki, data: &Path) -> u16 {
+    let dms = dm_server(pki, 0, data);
+    let port = dms.addr().port();
+    dms.stop().await.unwrap();
+    // Not reused by the OS for another listener before the restart: checked by binding it again.
+    drop(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    port
 }
 
 fn dm_server(pki: &Pki, port: u16, data: &Path) -> dm_server::http::RunningServer {
@@ -110,8 +118,8 @@ fn gateway_args(dir: &Path, pki: &Pki, dms_port: u16) -> ServeArgs {
 
 /// A device that reported `dms-1` (the LAN steps are covered by the demo's end-to-end test; here
 /// the inventory is fed directly so the test is about delivery).
-async fn attach(app: &Application, dev_id: &str) {
-    let actors = &app.state().actors;
+async fn attach(app: &Running, dev_id: &str) {
+    let actors = &app.state.actors;
     actors
         .inventory
         .send(
@@ -154,7 +162,12 @@ fn https(pki: &Pki) -> reqwest::Client {
         .unwrap()
 }
 
-async fn alerts_at(client: &reqwest::Client, port: u16) -> Option<Vec<serde_json::Value>> {
+/// The alerts `port`'s DM Server recorded about `dev_prefix` devices (this test's).
+async fn alerts_at(
+    client: &reqwest::Client,
+    port: u16,
+    dev_prefix: &str,
+) -> Option<Vec<serde_json::Value>> {
     let v: serde_json::Value = client
         .get(format!("https://127.0.0.1:{port}/api/v1/alerts?limit=1000"))
         .send()
@@ -163,7 +176,18 @@ async fn alerts_at(client: &reqwest::Client, port: u16) -> Option<Vec<serde_json
         .json()
         .await
         .ok()?;
-    v["items"].as_array().cloned()
+    Some(
+        v["items"]
+            .as_array()?
+            .iter()
+            .filter(|a| {
+                a["data"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(dev_prefix))
+            })
+            .cloned()
+            .collect(),
+    )
 }
 
 async fn wait_for<F, Fut>(what: &str, mut f: F)
@@ -181,24 +205,39 @@ where
     panic!("timed out waiting for {what}");
 }
 
-async fn stop(app: Application) {
-    let h = app.handle();
-    let run = actix_web::rt::spawn(app.run_until_stopped());
-    h.stop(true).await;
-    run.await.unwrap().unwrap();
+/// A started gateway, served in the background (actix's servers run while their future is polled).
+struct Running {
+    state: gateway::state::AppState,
+    lan_port: u16,
+    handle: gateway::startup::StopHandle,
+    join: actix_web::rt::task::JoinHandle<Result<(), gateway::startup::StartupError>>,
+}
+
+async fn start(args: &ServeArgs) -> Running {
+    let app = Application::build(args.resolve().unwrap()).await.unwrap();
+    Running {
+        state: app.state().clone(),
+        lan_port: app.lan_port(),
+        handle: app.handle(),
+        join: actix_web::rt::spawn(app.run_until_stopped()),
+    }
+}
+
+async fn stop(app: Running) {
+    app.handle.stop(true).await;
+    app.join.await.unwrap().unwrap();
 }
 
 #[actix_web::test]
 async fn alerts_wait_for_a_down_server_and_arrive_once_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let port = free_port();
-    let app = Application::build(gateway_args(dir.path(), &pki, port).resolve().unwrap())
-        .await
-        .unwrap();
+    let data = dir.path().join("dms.jsonl");
+    let port = down_server_port(&pki, &data).await;
+    let app = start(&gateway_args(dir.path(), &pki, port)).await;
     attach(&app, "IMEI:100").await;
     // The server is down: the alert is tried and stays pending with an error.
-    let store = app.state().store.clone();
+    let store = app.state.store.clone();
     wait_for("a failed attempt", || {
         let store = store.clone();
         async move {
@@ -206,18 +245,24 @@ async fn alerts_wait_for_a_down_server_and_arrive_once_when_it_is_back() {
                 .list_alerts(&Default::default(), &gateway::domain::Page::first())
                 .await
                 .unwrap();
-            page.items.first().is_some_and(|a| a.attempts >= 1 && a.last_error.is_some())
+            page.items
+                .first()
+                .is_some_and(|a| a.attempts >= 1 && a.last_error.is_some())
         }
     })
     .await;
-    let dms = dm_server(&pki, port, &dir.path().join("dms.jsonl"));
+    let dms = dm_server(&pki, port, &data);
     let client = https(&pki);
     wait_for("the alert at dms-1", || {
         let c = client.clone();
-        async move { alerts_at(&c, port).await.is_some_and(|a| a.len() == 1) }
+        async move {
+            alerts_at(&c, port, "IMEI:1")
+                .await
+                .is_some_and(|a| a.len() == 1)
+        }
     })
     .await;
-    let alerts = alerts_at(&client, port).await.unwrap();
+    let alerts = alerts_at(&client, port, "IMEI:1").await.unwrap();
     assert_eq!(
         alerts[0]["alert_type"],
         "urn:oma:at:oma-gwmo:deviceattached:1.0"
@@ -226,7 +271,7 @@ async fn alerts_wait_for_a_down_server_and_arrive_once_when_it_is_back() {
     // Matching the same device again enqueues nothing new (deterministic correlator).
     attach(&app, "IMEI:100").await;
     actix_web::rt::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(alerts_at(&client, port).await.unwrap().len(), 1);
+    assert_eq!(alerts_at(&client, port, "IMEI:1").await.unwrap().len(), 1);
     stop(app).await;
     dms.stop().await.unwrap();
 }
@@ -235,25 +280,30 @@ async fn alerts_wait_for_a_down_server_and_arrive_once_when_it_is_back() {
 async fn a_restarted_gateway_delivers_what_was_pending_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let port = free_port();
+    let data = dir.path().join("dms.jsonl");
+    let port = down_server_port(&pki, &data).await;
     let args = gateway_args(dir.path(), &pki, port);
-    let app = Application::build(args.resolve().unwrap()).await.unwrap();
+    let app = start(&args).await;
     attach(&app, "IMEI:200").await;
     attach(&app, "IMEI:201").await;
     stop(app).await;
     // Restarted on the same database, with the server now up.
-    let dms = dm_server(&pki, port, &dir.path().join("dms.jsonl"));
-    let app = Application::build(args.resolve().unwrap()).await.unwrap();
+    let dms = dm_server(&pki, port, &data);
+    let app = start(&args).await;
     let client = https(&pki);
     wait_for("both alerts at dms-1", || {
         let c = client.clone();
-        async move { alerts_at(&c, port).await.is_some_and(|a| a.len() == 2) }
+        async move {
+            alerts_at(&c, port, "IMEI:2")
+                .await
+                .is_some_and(|a| a.len() == 2)
+        }
     })
     .await;
     actix_web::rt::time::sleep(Duration::from_millis(600)).await;
-    let alerts = alerts_at(&client, port).await.unwrap();
+    let alerts = alerts_at(&client, port, "IMEI:2").await.unwrap();
     assert_eq!(alerts.len(), 2, "{alerts:?}");
-    let counts = app.state().store.alert_counts().await.unwrap();
+    let counts = app.state.store.alert_counts().await.unwrap();
     assert_eq!(counts.delivered, 2);
     assert_eq!(counts.pending, 0);
     stop(app).await;
@@ -278,10 +328,8 @@ fn package1(dev_id: &str, cred: Option<Cred>) -> SyncMl {
 async fn wrong_credentials_and_malformed_syncml_get_dm_statuses_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let app = Application::build(gateway_args(dir.path(), &pki, free_port()).resolve().unwrap())
-        .await
-        .unwrap();
-    let url = format!("https://127.0.0.1:{}/lan/v1/dm", app.lan_port());
+    let app = start(&gateway_args(dir.path(), &pki, 9)).await;
+    let url = format!("https://127.0.0.1:{}/lan/v1/dm", app.lan_port);
     let client = https(&pki);
     let post = |body: Vec<u8>, enc: Encoding| {
         let c = client.clone();
@@ -315,16 +363,23 @@ async fn wrong_credentials_and_malformed_syncml_get_dm_statuses_and_store_nothin
         data: omadm::auth::md5_credential("dev-unknown", &Secret::new("guess"), b""),
     };
     let msg = package1("IMEI:999", Some(cred));
-    let (_, body) = post(codec::encode(&msg, Encoding::Wbxml).unwrap(), Encoding::Wbxml).await;
+    let (_, body) = post(
+        codec::encode(&msg, Encoding::Wbxml).unwrap(),
+        Encoding::Wbxml,
+    )
+    .await;
     assert_eq!(header_code(&body), 401);
     assert!(matches!(
-        app.state().store.device("IMEI:999").await,
+        app.state.store.device("IMEI:999").await,
         Err(gateway::store::StoreError::NotFound { .. })
     ));
     // Malformed SyncML, XML and WBXML: HTTP 400 with a SyncML body carrying status 400.
     for (bytes, enc) in [
         (b"<SyncML><SyncHdr>".to_vec(), Encoding::Xml),
-        (vec![0x02, 0x00, 0x00, 0x6a, 0x00, 0x6d, 0x6c, 0xff], Encoding::Wbxml),
+        (
+            vec![0x02, 0x00, 0x00, 0x6a, 0x00, 0x6d, 0x6c, 0xff],
+            Encoding::Wbxml,
+        ),
     ] {
         let (http, body) = post(bytes, enc).await;
         assert_eq!(http, 400);

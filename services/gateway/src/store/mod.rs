@@ -301,6 +301,46 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
+    /// Devices whose reported ServerIDs were recorded but whose matching may not have finished
+    /// (provisioned, or waiting for a bootstrap): re-matched at start-up, which is idempotent.
+    pub async fn devices_to_rematch(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT d.dev_id FROM devices d JOIN device_servers s ON s.device_id = d.id \
+             WHERE d.state IN ('discovered', 'consented', 'provisioned', 'waiting_bootstrap') \
+             ORDER BY d.dev_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    /// At start-up, nothing of this process is in flight: pending alerts and in-progress jobs
+    /// leased by a previous run (stopped or crashed mid-delivery) become due now instead of waiting
+    /// for their lease to end. Returns how many alerts and jobs were released.
+    pub async fn release_leases(
+        &self,
+        now: crate::domain::Millis,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.begin().await?;
+        let alerts = sqlx::query(
+            "UPDATE alert_outbox SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1",
+        )
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let jobs = sqlx::query(
+            "UPDATE bootstrap_jobs SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 \
+             WHERE state = 'in_progress'",
+        )
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((alerts, jobs))
+    }
+
     /// Readiness: the database answers a query.
     #[instrument(skip_all)]
     pub async fn ping(&self) -> Result<(), StoreError> {
