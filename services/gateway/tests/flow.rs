@@ -394,3 +394,295 @@ async fn wrong_credentials_and_malformed_syncml_get_dm_statuses_and_store_nothin
     assert_eq!(header_code(&body), 407);
     stop(app).await;
 }
+
+/// A signed bootstrap push body for `target`, carrying the DMAcc of `server_id`.
+fn pushed(target: &str, server_id: &str) -> Vec<u8> {
+    let mut t = omadm::tree::Tree::new();
+    let acc = omadm::mo::DmAcc::new(server_id, "https://127.0.0.1:9/dm");
+    let uri = omadm::mo::DmAcc::account_uri(&t, server_id).unwrap();
+    acc.write(&mut t, &uri).unwrap();
+    let tnds = omadm::tnds::MgmtTree::from_subtree(&t, &uri).unwrap();
+    codec::encode(
+        &omadm::bootstrap::build_tnds(target, "https://bs", &tnds, Encoding::Wbxml),
+        Encoding::Wbxml,
+    )
+    .unwrap()
+}
+
+fn sign(body: &[u8], pin: &str) -> String {
+    omadm::bootstrap::sign_push(
+        Encoding::Wbxml.mime(),
+        omadm::auth::Sec::UserPin,
+        &omadm::auth::PushKeyMaterial::pin(Secret::new(pin)),
+        body,
+    )
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn pushed_bootstraps_are_checked_before_anything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let mut args = gateway_args(dir.path(), &pki, 9);
+    args.push_pin = Some("4321".into());
+    let app = start(&args).await;
+    let url = format!("{}/wan/v1/bootstrap", app.state.settings.wan_public_url);
+    let client = https(&pki);
+    let post = |body: Vec<u8>, content_type: String| {
+        let c = client.clone();
+        let url = url.clone();
+        async move {
+            c.post(&url)
+                .header("Content-Type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let good = pushed("urn:dmgw:flow-gw", "dms-9");
+    let truncated = good.get(..good.len() / 2).unwrap().to_vec();
+    let other = pushed("urn:dmgw:another-gw", "dms-9");
+    let malformed_tnds = {
+        let hdr = SyncHdr::new(
+            "0",
+            0,
+            Location::new("urn:dmgw:flow-gw"),
+            Location::new("bs"),
+        );
+        let bad = omadm::element::Element::new(omadm::element::Namespace::Ddf, "MgmtTree")
+            .child(omadm::element::Element::new(omadm::element::Namespace::Ddf, "Bogus").text("x"));
+        let msg = SyncMl::new(hdr).with(Command::Add(omadm::model::ItemCmd {
+            items: vec![
+                omadm::model::Item::target("./Inbox").with_data(omadm::model::Data::Xml(bad)),
+            ],
+            ..Default::default()
+        }));
+        codec::encode(&msg, Encoding::Wbxml).unwrap()
+    };
+    let oversized = vec![0u8; gateway::bootstrap::MAX_BOOTSTRAP_BYTES + 1];
+    let refused = [
+        (
+            "no MAC",
+            good.clone(),
+            Encoding::Wbxml.mime().to_owned(),
+            401,
+        ),
+        ("wrong PIN", good.clone(), sign(&good, "0000"), 401),
+        ("truncated", truncated.clone(), sign(&good, "4321"), 401),
+        (
+            "truncated, signed",
+            truncated.clone(),
+            sign(&truncated, "4321"),
+            400,
+        ),
+        (
+            "for another gateway",
+            other.clone(),
+            sign(&other, "4321"),
+            403,
+        ),
+        (
+            "malformed TNDS",
+            malformed_tnds.clone(),
+            sign(&malformed_tnds, "4321"),
+            400,
+        ),
+        (
+            "oversized",
+            oversized.clone(),
+            sign(&oversized, "4321"),
+            413,
+        ),
+    ];
+    for (what, body, ct, want) in refused {
+        assert_eq!(post(body, ct).await, want, "{what}");
+    }
+    let ids = app.state.store.server_ids().await.unwrap();
+    assert!(
+        !ids.contains("dms-9"),
+        "the tree is unchanged after refusals"
+    );
+    // The genuine push is applied.
+    assert_eq!(post(good.clone(), sign(&good, "4321")).await, 200);
+    assert!(
+        app.state
+            .store
+            .server_ids()
+            .await
+            .unwrap()
+            .contains("dms-9")
+    );
+    // Pushed again: nothing is overwritten.
+    assert_eq!(post(good.clone(), sign(&good, "4321")).await, 200);
+    stop(app).await;
+}
+
+/// A certificate for `names`, signed by the test CA in `dir` (made again from its key there),
+/// optionally already expired.
+fn leaf(dir: &Path, names: &[&str], expired: bool, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "dmgw test CA 2");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join(format!("{tag}-ca.pem")),
+        dir.join(format!("{tag}-cert.pem")),
+        dir.join(format!("{tag}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+const BS_PASSWORD: &str = "bs-password-for-flow-gw";
+
+fn bootstrap_server(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    port: u16,
+) -> bootstrap_server::http::RunningServer {
+    let profiles = dir.join("profiles.toml");
+    std::fs::write(dir.join("dms2.key"), "dms-2 master key").unwrap();
+    std::fs::write(
+        &profiles,
+        format!(
+            "[[servers]]\nserver_id = \"dms-2\"\naddress = \"https://127.0.0.1:9/dm\"\n\
+             master_key_file = \"dms2.key\"\n\n[[gateways]]\ngateway_id = \"urn:dmgw:flow-gw\"\n\
+             username = \"flow-gw\"\npassword = \"{BS_PASSWORD}\"\n"
+        ),
+    )
+    .unwrap();
+    let p = bootstrap_server::profiles::load_profiles(&profiles, &|_| None, false).unwrap();
+    let mut cfg = bootstrap_server::config::Config::new(p);
+    cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.tls = Some(bootstrap_server::config::TlsFiles {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        client_ca: None,
+    });
+    cfg.handle_signals = false;
+    bootstrap_server::http::start(cfg).unwrap()
+}
+
+fn fetcher(ca: &Path) -> gateway::bootstrap::Fetcher {
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    gateway::bootstrap::Fetcher::new(
+        http,
+        "urn:dmgw:flow-gw".into(),
+        Some(("flow-gw".into(), Secret::new(BS_PASSWORD))),
+        false,
+    )
+}
+
+#[actix_web::test]
+async fn workflow_1_refuses_wrong_host_and_expired_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (names, expired, tag, ok) in [
+        (&["localhost", "127.0.0.1"][..], false, "good", true),
+        (&["bootstrap.example.com"][..], false, "wronghost", false),
+        (&["localhost", "127.0.0.1"][..], true, "expired", false),
+    ] {
+        let (ca, cert, key) = leaf(dir.path(), names, expired, tag);
+        let bs = bootstrap_server(dir.path(), &cert, &key, 0);
+        let url = format!("https://127.0.0.1:{}", bs.addr().port());
+        let result = fetcher(&ca).fetch(&url, "dms-2").await;
+        assert_eq!(result.is_ok(), ok, "{tag}: {result:?}");
+        if !ok {
+            assert!(
+                matches!(
+                    result,
+                    Err(gateway::bootstrap::GatewayBootstrapError::Transport(_))
+                ),
+                "{tag}: {result:?}"
+            );
+        }
+        bs.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn a_workflow_1_job_waits_for_a_down_bootstrap_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let bs = bootstrap_server(dir.path(), &pki.cert, &pki.key, 0);
+    let bs_port = bs.addr().port();
+    bs.stop().await;
+    let mut args = gateway_args(dir.path(), &pki, 9);
+    args.bootstrap_auth_name = Some("flow-gw".into());
+    args.bootstrap_auth_secret = Some(BS_PASSWORD.into());
+    let app = start(&args).await;
+    let actors = &app.state.actors;
+    actors
+        .inventory
+        .send(
+            DeviceDiscovered {
+                upsert: DeviceUpsert {
+                    address: Some("https://127.0.0.1:9/devices/x".into()),
+                    ..DeviceUpsert::seen("IMEI:300", Millis::now())
+                },
+                via: Via::Http,
+            }
+            .traced(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    actors
+        .inventory
+        .send(
+            DeviceReady {
+                dev_id: "IMEI:300".into(),
+                devinfo: None,
+                servers: vec![ServerReport {
+                    server_id: "dms-2".into(),
+                    bootstrap_url: Some(format!("https://127.0.0.1:{bs_port}")),
+                }],
+            }
+            .traced(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let store = app.state.store.clone();
+    let job = || {
+        let store = store.clone();
+        async move { store.jobs_for_server("dms-2").await.unwrap().pop() }
+    };
+    wait_for("a failed first attempt", || async {
+        job()
+            .await
+            .is_some_and(|j| j.attempts >= 1 && j.last_error.is_some())
+    })
+    .await;
+    assert!(!store.server_ids().await.unwrap().contains("dms-2"));
+    let bs = bootstrap_server(dir.path(), &pki.cert, &pki.key, bs_port);
+    wait_for("the job done", || async {
+        job()
+            .await
+            .is_some_and(|j| j.state == gateway::domain::JobState::Done)
+    })
+    .await;
+    assert!(store.server_ids().await.unwrap().contains("dms-2"));
+    stop(app).await;
+    bs.stop().await;
+}
