@@ -119,6 +119,11 @@ fn gateway_args(dir: &Path, pki: &Pki, dms_port: u16) -> ServeArgs {
 /// A device that reported `dms-1` (the LAN steps are covered by the demo's end-to-end test; here
 /// the inventory is fed directly so the test is about delivery).
 async fn attach(app: &Running, dev_id: &str) {
+    report(app, dev_id, "dms-1", None).await;
+}
+
+/// Feed the inventory a device that reported `server_id` (with a bootstrap-server URL or not).
+async fn report(app: &Running, dev_id: &str, server_id: &str, bootstrap_url: Option<String>) {
     let actors = &app.state.actors;
     actors
         .inventory
@@ -142,8 +147,8 @@ async fn attach(app: &Running, dev_id: &str) {
                 dev_id: dev_id.into(),
                 devinfo: None,
                 servers: vec![ServerReport {
-                    server_id: "dms-1".into(),
-                    bootstrap_url: None,
+                    server_id: server_id.into(),
+                    bootstrap_url,
                 }],
             }
             .traced(),
@@ -631,38 +636,13 @@ async fn a_workflow_1_job_waits_for_a_down_bootstrap_server() {
     args.bootstrap_auth_name = Some("flow-gw".into());
     args.bootstrap_auth_secret = Some(BS_PASSWORD.into());
     let app = start(&args).await;
-    let actors = &app.state.actors;
-    actors
-        .inventory
-        .send(
-            DeviceDiscovered {
-                upsert: DeviceUpsert {
-                    address: Some("https://127.0.0.1:9/devices/x".into()),
-                    ..DeviceUpsert::seen("IMEI:300", Millis::now())
-                },
-                via: Via::Http,
-            }
-            .traced(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    actors
-        .inventory
-        .send(
-            DeviceReady {
-                dev_id: "IMEI:300".into(),
-                devinfo: None,
-                servers: vec![ServerReport {
-                    server_id: "dms-2".into(),
-                    bootstrap_url: Some(format!("https://127.0.0.1:{bs_port}")),
-                }],
-            }
-            .traced(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    report(
+        &app,
+        "IMEI:300",
+        "dms-2",
+        Some(format!("https://127.0.0.1:{bs_port}")),
+    )
+    .await;
     let store = app.state.store.clone();
     let job = || {
         let store = store.clone();
