@@ -666,3 +666,70 @@ async fn a_workflow_1_job_waits_for_a_down_bootstrap_server() {
     stop(app).await;
     bs.stop().await;
 }
+
+#[actix_web::test]
+async fn detached_and_lost_devices_are_announced_to_their_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let dms = dm_server(&pki, 0, &dir.path().join("dms.jsonl"));
+    let port = dms.addr().port();
+    let mut args = gateway_args(dir.path(), &pki, port);
+    args.heartbeat_timeout = Some(1);
+    let app = start(&args).await;
+    let client = https(&pki);
+    let types = |c: reqwest::Client, prefix: &'static str| async move {
+        alerts_at(&c, port, prefix)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a["alert_type"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // An operator detaches an attached device.
+    attach(&app, "IMEI:400").await;
+    wait_for("the attach alert", || {
+        let c = client.clone();
+        async move { types(c, "IMEI:400").await.len() == 1 }
+    })
+    .await;
+    app.state.actors.detach("IMEI:400").await.unwrap();
+    wait_for("the detach alert", || {
+        let c = client.clone();
+        async move {
+            types(c, "IMEI:400").await
+                == vec![
+                    "urn:oma:at:oma-gwmo:deviceattached:1.0".to_owned(),
+                    "urn:oma:at:oma-gwmo:devicedetached:1.0".to_owned(),
+                ]
+        }
+    })
+    .await;
+    // A device that announced itself and then fell silent is lost and detached.
+    app.state
+        .actors
+        .discovery
+        .send(
+            gateway::actors::discovery::Announce {
+                dev_id: "IMEI:401".into(),
+                man: None,
+                model: None,
+                dev_type: None,
+                callback_url: "https://127.0.0.1:9/devices/y".into(),
+                via: Via::Http,
+            }
+            .traced(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    report(&app, "IMEI:401", "dms-1", None).await;
+    wait_for("attach then detach of the silent device", || {
+        let c = client.clone();
+        async move { types(c, "IMEI:401").await.len() == 2 }
+    })
+    .await;
+    let device = app.state.store.device("IMEI:401").await.unwrap();
+    assert_eq!(device.state, omadm::mo::DeviceState::Lost);
+    stop(app).await;
+    dms.stop().await.unwrap();
+}
