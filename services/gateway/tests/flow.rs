@@ -733,3 +733,148 @@ async fn detached_and_lost_devices_are_announced_to_their_servers() {
     stop(app).await;
     dms.stop().await.unwrap();
 }
+
+/// A port free at the time of asking (the gateway binary needs fixed ports to be restarted on).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_dmgw(dir: &Path, pki: &Pki, dms_port: u16, ports: (u16, u16, u16)) -> std::process::Child {
+    let args = gateway_args(dir, pki, dms_port);
+    let path = |p: &Option<PathBuf>| p.clone().unwrap().display().to_string();
+    std::process::Command::new(env!("CARGO_BIN_EXE_dmgw"))
+        .args(["serve", "--database", &path(&args.database)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", ports.0)])
+        .args(["--admin-token", TOKEN])
+        .args(["--lan-listen", &format!("127.0.0.1:{}", ports.1)])
+        .args(["--lan-tls-cert", &path(&args.lan_tls_cert)])
+        .args(["--lan-tls-key", &path(&args.lan_tls_key)])
+        .args(["--wan-listen", &format!("127.0.0.1:{}", ports.2)])
+        .args(["--wan-tls-cert", &path(&args.wan_tls_cert)])
+        .args(["--wan-tls-key", &path(&args.wan_tls_key)])
+        .args(["--ca-cert", &path(&args.ca_cert)])
+        .args(["--accounts-file", &path(&args.accounts_file)])
+        .args(["--dev-id", "urn:dmgw:flow-gw"])
+        .args(["--alert-backoff-ms", "100", "--alert-backoff-max-ms", "300"])
+        .args(["--log", "error"])
+        .env_remove("DMGW_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn attached_count(admin_port: u16) -> usize {
+    let Ok(resp) = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{admin_port}/api/v1/devices?state=attached&limit=500"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    v["items"].as_array().map_or(0, Vec::len)
+}
+
+#[actix_web::test]
+async fn a_killed_gateway_delivers_every_pending_alert_once_after_restart() {
+    use device_sim::client::{GatewayClient, HttpSettings, TargetPolicy, Transport};
+    use device_sim::fleet::{Fleet, FleetContext};
+    use device_sim::scenario::{AccountSpec, ConsentPolicy, DeviceSpec};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let data = dir.path().join("dms.jsonl");
+    let dms_port = down_server_port(&pki, &data).await;
+    let ports = (free_port(), free_port(), free_port());
+    let mut gw = spawn_dmgw(dir.path(), &pki, dms_port, ports);
+    wait_for("the gateway up", || async {
+        reqwest::get(format!("http://127.0.0.1:{}/readyz", ports.0))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    // Five real simulated devices onboard over the LAN face (TLS); the DM Server is down, so their
+    // deviceattached alerts wait in the outbox.
+    let specs: Vec<DeviceSpec> = (0..5)
+        .map(|i| DeviceSpec {
+            dev_id: format!("IMEI:50{i}"),
+            man: "Acme".into(),
+            model: "K".into(),
+            dev_type: None,
+            consent: ConsentPolicy::Allow,
+            heartbeat: Duration::from_secs(30),
+            provisioning_encoding: Encoding::Xml,
+            dm_encoding: Encoding::Wbxml,
+            accounts: vec![AccountSpec {
+                server_id: "dms-1".into(),
+                addr: "https://dms1.example.com/dm".into(),
+                bootstrap_server_url: None,
+                node_name: "dms-1".into(),
+                hide_bootstrap_url: false,
+            }],
+        })
+        .collect();
+    let transport = Transport::new(&HttpSettings {
+        ca_cert: Some(pki.ca.clone()),
+        policy: TargetPolicy {
+            plain_http: false,
+            loopback_only: true,
+        },
+        timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let base = url::Url::parse(&format!("https://127.0.0.1:{}", ports.1)).unwrap();
+    let callback =
+        device_sim::callback::CallbackServer::start(device_sim::callback::CallbackConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_base: None,
+            tls: Some((pki.cert.clone(), pki.key.clone())),
+            workers: 1,
+        })
+        .await
+        .unwrap();
+    let ctx = FleetContext {
+        client: GatewayClient::new(transport, &base).unwrap(),
+        limits: Limits::default(),
+    };
+    let fleet = Fleet::spawn(specs, ctx, &callback, None).unwrap();
+    wait_for("five devices attached", || async {
+        attached_count(ports.0).await == 5
+    })
+    .await;
+    // Killed (SIGKILL: no drain, no clean close), the server comes up, the gateway restarts.
+    gw.kill().unwrap();
+    gw.wait().unwrap();
+    let dms = dm_server(&pki, dms_port, &data);
+    let mut gw = spawn_dmgw(dir.path(), &pki, dms_port, ports);
+    let client = https(&pki);
+    wait_for("five alerts at dms-1", || {
+        let c = client.clone();
+        async move {
+            alerts_at(&c, dms_port, "IMEI:50")
+                .await
+                .is_some_and(|a| a.len() == 5)
+        }
+    })
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    let alerts = alerts_at(&client, dms_port, "IMEI:50").await.unwrap();
+    let mut devs: Vec<&str> = alerts.iter().filter_map(|a| a["data"].as_str()).collect();
+    devs.sort_unstable();
+    devs.dedup();
+    assert_eq!((alerts.len(), devs.len()), (5, 5), "{alerts:?}");
+    fleet.shutdown().await;
+    callback.stop().await;
+    gw.kill().unwrap();
+    gw.wait().unwrap();
+    dms.stop().await.unwrap();
+}
