@@ -194,7 +194,12 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl, ctx:
                                 .take(64)
                                 .map(str::to_owned)
                                 .collect();
+                            // The account the gateway provisioned itself is not asked about.
+                            let own = omadm::mo::escape_name(&ctx.gateway_id).ok();
                             for node in &findings.nodes {
+                                if own.as_deref() == Some(node.as_str()) {
+                                    continue;
+                                }
                                 session
                                     .queue(Command::get(format!("./DMAcc/{node}/ServerID")), None);
                                 session.queue(
@@ -468,7 +473,8 @@ mod tests {
         plan(&mut s, &mut f, &msg(vec![alert::build(None, &[ga])]), &ctx);
         assert_eq!(s.queued(), 1);
         let listing = Command::Results(Results {
-            items: vec![result("./DMAcc", "a/b")],
+            // `gw` is the gateway's own account: not read back.
+            items: vec![result("./DMAcc", "a/b/gw")],
             ..Results::default()
         });
         plan(&mut s, &mut f, &msg(vec![listing]), &ctx);
