@@ -1,0 +1,169 @@
+//! HTTP on both sides of a hop: the server middleware opens a span per request under the caller's
+//! `traceparent` and records the duration histogram; [`send`] does the client side.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::propagation;
+
+/// The server request-duration histogram: labels `method`, `route` (the route pattern, or
+/// `unmatched`) and `status`.
+pub const HTTP_SERVER_DURATION: &str = "http_server_request_duration_seconds";
+
+/// A method label from a closed set (a client may send any token as a method).
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware (`actix_web::middleware::from_fn(telemetry::http::server)`): a server span per
+/// request, child of the caller's `traceparent` when it sent one, and one histogram sample.
+/// Labels are bounded: route patterns, not paths; a closed set of methods.
+pub async fn server(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = %route,
+        url.path = req.path(),
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    );
+    let parent = propagation::extract(req.headers());
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let res = next.call(req).instrument(span.clone()).await;
+    let status = match &res {
+        Ok(r) => r.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::histogram!(
+        HTTP_SERVER_DURATION,
+        "method" => method,
+        "route" => route,
+        "status" => status.as_str().to_owned()
+    )
+    .record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// The scheme, host, port and path of a URL: what a span may show (no user info, no query).
+fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        shown.push(':');
+        shown.push_str(&port.to_string());
+    }
+    shown.push_str(url.path());
+    shown
+}
+
+/// Send a request inside a client span, with that span's `traceparent` on it, so the peer's
+/// spans nest under it. Errors and 5xx answers set the span status.
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    let method = method_label_reqwest(request.method());
+    let span = tracing::info_span!(
+        "HTTP client",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        server.address = request.url().host_str().unwrap_or_default(),
+        url.full = %shown_url(request.url()),
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+        error = Empty,
+    );
+    propagation::inject(&span, request.headers_mut());
+    let result = client.execute(request).instrument(span.clone()).await;
+    match &result {
+        Ok(resp) => {
+            span.record("http.response.status_code", resp.status().as_u16());
+            if resp.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error", tracing::field::display(e.without_url_ref()));
+        }
+    }
+    result
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut s = String::new();
+        if self.is_timeout() {
+            s.push_str("timeout");
+        } else if self.is_connect() {
+            s.push_str("connection failed");
+        } else if self.is_request() {
+            s.push_str("request failed");
+        } else if self.is_body() || self.is_decode() {
+            s.push_str("body error");
+        } else {
+            s.push_str("error");
+        }
+        s
+    }
+}
+
+fn method_label_reqwest(m: &reqwest::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_urls_drop_credentials_and_queries() {
+        let url = reqwest::Url::parse("https://user:pw@dms.example:8443/dm?secret=1").unwrap();
+        assert_eq!(shown_url(&url), "https://dms.example:8443/dm");
+    }
+}

@@ -1,0 +1,160 @@
+//! Telemetry shared by every dmgw service: `tracing` logs (text or JSON, trace and span IDs on each
+//! line), OpenTelemetry traces over OTLP when configured, W3C trace context on HTTP, Prometheus.
+//!
+//! A service calls [`init`] once at start-up and keeps the returned [`Telemetry`] until it exits;
+//! dropping it flushes the spans still queued. The OTLP exporter exists only when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set and neither
+//! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says otherwise. Trace IDs exist
+//! either way, so logs and the `traceparent` headers of a service without an exporter still tie
+//! into the traces of its peers.
+
+pub mod http;
+pub mod logs;
+mod otlp;
+pub mod prometheus;
+pub mod propagation;
+#[cfg(feature = "receiver")]
+pub mod receiver;
+
+use std::fmt;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use otlp::{Exporter, ExporterConfig};
+pub use propagation::{
+    context_from_traceparent, parent_from_traceparent, traceparent, traceparent_of,
+};
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What [`init`] needs from a service.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one.
+    pub service_name: &'static str,
+    /// `service.version`.
+    pub service_version: &'static str,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive (`info`, `gateway=debug,sqlx=warn`, ...); invalid falls back to
+    /// `info`.
+    pub filter: String,
+}
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built from the `OTEL_*` settings.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// The installed telemetry; keep it alive for the life of the process. Dropping it flushes and
+/// shuts the exporter down (bounded by its timeout).
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+    exporter: Option<Exporter>,
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("exporter", &self.exporter)
+            .finish()
+    }
+}
+
+impl Telemetry {
+    /// The exporter in use, if any.
+    pub fn exporter(&self) -> Option<&Exporter> {
+        self.exporter.as_ref()
+    }
+
+    /// Export what is queued now (blocks up to the exporter's timeout; call it off the async
+    /// runtime's worker threads, e.g. at the end of `main`).
+    pub fn flush(&self) {
+        if self.exporter.is_some()
+            && let Err(e) = self.provider.force_flush()
+        {
+            eprintln!("telemetry: flushing spans failed: {e}");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if self.exporter.is_some() {
+            // The batch processor runs on its own thread; shutting it down joins that thread,
+            // which must not happen on an async worker: do it from a plain thread.
+            let provider = self.provider.clone();
+            let joined = std::thread::spawn(move || provider.shutdown()).join();
+            if let Ok(Err(e)) = joined {
+                eprintln!("telemetry: shutting the exporter down failed: {e}");
+            }
+        }
+    }
+}
+
+/// Install the global subscriber: filter, log lines, and the OpenTelemetry layer. Returns
+/// `Ok(None)` when a subscriber is already installed (tests start several services in one
+/// process; the first one wins).
+pub fn init(options: Options) -> Result<Option<Telemetry>, TelemetryError> {
+    let exporter_config = ExporterConfig::from_env();
+    init_with(
+        options,
+        exporter_config,
+        BoxMakeWriter::new(std::io::stderr),
+    )
+}
+
+/// [`init`] with an explicit exporter configuration (instead of the `OTEL_*` environment) and
+/// log destination (instead of stderr).
+pub fn init_with(
+    options: Options,
+    exporter_config: Option<ExporterConfig>,
+    writer: BoxMakeWriter,
+) -> Result<Option<Telemetry>, TelemetryError> {
+    if tracing::dispatcher::has_been_set() {
+        return Ok(None);
+    }
+    let resource = otlp::resource(options.service_name, options.service_version);
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let exporter = match exporter_config {
+        Some(config) => {
+            let (span_exporter, exporter) = config.build()?;
+            builder = builder.with_batch_exporter(span_exporter);
+            Some(exporter)
+        }
+        None => None,
+    };
+    let provider = builder.build();
+    let tracer = provider.tracer(options.service_name);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_error_events_to_status(true)
+        .with_location(false)
+        .with_threads(false);
+    let filter = EnvFilter::try_new(&options.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let installed = match options.log_format {
+        LogFormat::Text => registry.with(logs::text_layer(writer)).try_init().is_ok(),
+        LogFormat::Json => registry.with(logs::json_layer(writer)).try_init().is_ok(),
+    };
+    if !installed {
+        return Ok(None);
+    }
+    Ok(Some(Telemetry { provider, exporter }))
+}
