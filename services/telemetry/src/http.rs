@@ -41,15 +41,15 @@ pub async fn server(
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Inside a resource or scope the route is known now; wrapped around the whole App it is
+    // known only once routing ran (read from the response below).
+    let early_route = req.match_pattern();
     let span = tracing::info_span!(
         "HTTP request",
-        otel.name = %format_args!("{method} {route}"),
+        otel.name = method,
         otel.kind = "server",
         http.request.method = method,
-        http.route = %route,
+        http.route = Empty,
         url.path = req.path(),
         http.response.status_code = Empty,
         otel.status_code = Empty,
@@ -59,10 +59,18 @@ pub async fn server(
         let _ = span.set_parent(parent);
     }
     let res = next.call(req).instrument(span.clone()).await;
-    let status = match &res {
-        Ok(r) => r.status(),
-        Err(e) => e.as_response_error().status_code(),
+    let (status, late_route) = match &res {
+        Ok(r) => (r.status(), r.request().match_pattern()),
+        Err(e) => (e.as_response_error().status_code(), None),
     };
+    let route = early_route
+        .or(late_route)
+        .unwrap_or_else(|| "unmatched".to_owned());
+    span.record("http.route", route.as_str());
+    // The OpenTelemetry span started with the request; rename it now that the route is known.
+    span.context()
+        .span()
+        .update_name(format!("{method} {route}"));
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");

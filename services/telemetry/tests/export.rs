@@ -59,6 +59,38 @@ async fn spans_and_log_lines_carry_one_trace() {
     later.in_scope(|| tracing::warn!("attempt failed"));
     drop(later);
 
+    // One hop over real HTTP: the client span carries `traceparent`, the server span nests.
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(telemetry::http::server))
+            .route(
+                "/x/{id}",
+                actix_web::web::get()
+                    .to(|| async { actix_web::HttpResponse::NoContent().finish() }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let hop = tracing::info_span!("hop");
+    let status = tracing::Instrument::instrument(
+        telemetry::http::send(
+            reqwest::Client::new().get(format!("http://127.0.0.1:{port}/x/7?pin=1234")),
+        ),
+        hop.clone(),
+    )
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(status, 204);
+    drop(hop);
+    handle.stop(true).await;
+
     let t = std::thread::spawn(move || {
         telemetry.flush();
         drop(telemetry);
@@ -69,7 +101,7 @@ async fn spans_and_log_lines_carry_one_trace() {
     let mut spans = Vec::new();
     for _ in 0..100 {
         spans = receiver.collected.spans();
-        if spans.len() >= 3 {
+        if spans.len() >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -97,6 +129,34 @@ async fn spans_and_log_lines_carry_one_trace() {
     assert_eq!(
         alert.attributes.get("server_id").map(String::as_str),
         Some("dms-1")
+    );
+
+    let hop = find("hop");
+    let client = find("GET");
+    let served = find("GET /x/{id}");
+    assert_eq!(client.parent_span_id, hop.span_id);
+    assert_eq!(client.kind, 3, "client kind");
+    assert_eq!(served.trace_id, hop.trace_id);
+    assert_eq!(served.parent_span_id, client.span_id);
+    assert_eq!(served.kind, 2, "server kind");
+    assert_eq!(
+        served.attributes.get("http.route").map(String::as_str),
+        Some("/x/{id}")
+    );
+    assert_eq!(
+        served
+            .attributes
+            .get("http.response.status_code")
+            .map(String::as_str),
+        Some("204")
+    );
+    assert_eq!(
+        client.attributes.get("url.full").map(String::as_str),
+        Some(format!("http://127.0.0.1:{port}/x/7").as_str())
+    );
+    assert!(
+        !format!("{spans:?}").contains("1234"),
+        "a query string leaked into a span"
     );
 
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
