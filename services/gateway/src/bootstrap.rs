@@ -161,7 +161,7 @@ impl Fetcher {
         if let Some((name, secret)) = &self.basic {
             req = req.basic_auth(name, Some(secret.expose()));
         }
-        let resp = req.send().await?;
+        let resp = telemetry::http::send(req).await?;
         if !resp.status().is_success() {
             return Err(GatewayBootstrapError::Http(resp.status().as_u16()));
         }

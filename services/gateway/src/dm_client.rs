@@ -191,7 +191,7 @@ impl DmClientSender {
                 let mac = mac.map_err(|e| SessionFailure::Account(e.to_string()))?;
                 req = req.header(omadm::auth::HMAC_HEADER_NAME, mac);
             }
-            let resp = req.body(body).send().await?;
+            let resp = telemetry::http::send(req.body(body)).await?;
             if !resp.status().is_success() {
                 return Err(SessionFailure::Http(resp.status().as_u16()));
             }
@@ -219,7 +219,10 @@ impl DmClientSender {
 
 /// Turn a session's per-alert statuses into a delivery report.
 pub fn report(alerts: &[AlertRow], outcomes: &[(AlertId, u16)]) -> DeliveryReport {
-    let mut r = DeliveryReport::default();
+    let mut r = DeliveryReport {
+        statuses: outcomes.to_vec(),
+        ..DeliveryReport::default()
+    };
     for a in alerts {
         match outcomes.iter().find(|(id, _)| *id == a.id).map(|(_, c)| *c) {
             Some(status_code::OK | status_code::ACCEPTED) => r.delivered.push(a.id),
@@ -240,7 +243,12 @@ impl AlertSender for DmClientSender {
         account: StoredAccount,
         alerts: Vec<AlertRow>,
     ) -> BoxFuture<'_, DeliveryReport> {
-        let span = tracing::info_span!("dm session", server_id = %account.account.server_id, alerts = alerts.len());
+        let span = tracing::info_span!(
+            "dm session",
+            server_id = %account.account.server_id,
+            alerts = alerts.len(),
+            otel.status_code = tracing::field::Empty,
+        );
         Box::pin(
             async move {
                 match self.session(&account, &alerts).await {
@@ -255,6 +263,7 @@ impl AlertSender for DmClientSender {
                         metrics::counter!("dmgw_dm_sessions_total", "outcome" => "failed")
                             .increment(1);
                         tracing::warn!(error = %e, "DM session failed");
+                        tracing::Span::current().record("otel.status_code", "ERROR");
                         let reason = e.to_string();
                         DeliveryReport {
                             failed: alerts.iter().map(|a| (a.id, reason.clone())).collect(),

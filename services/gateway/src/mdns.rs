@@ -89,10 +89,18 @@ pub fn start(
             };
             match announcement(&ad, allow_plain_http) {
                 Some(a) => {
-                    let span =
-                        tracing::info_span!("onboard device", dev_id = %a.dev_id, via = "dns-sd");
-                    if let Err(e) = discovery.send(a.in_span(span)).await {
-                        tracing::warn!(error = %e, "discovery unavailable");
+                    let span = tracing::info_span!(
+                        "onboard device",
+                        dev_id = %a.dev_id,
+                        via = "dns-sd",
+                        outcome = tracing::field::Empty
+                    );
+                    match discovery.send(a.in_span(span.clone())).await {
+                        Ok(Ok(d)) if d.state == omadm::mo::DeviceState::Discovered => {
+                            crate::onboarding::open(&d.dev_id, span);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "discovery unavailable"),
                     }
                 }
                 None => {

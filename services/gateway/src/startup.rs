@@ -3,13 +3,13 @@
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use omadm::codec::Encoding;
 use omadm::mo::DevInfo;
 use thiserror::Error;
@@ -60,6 +60,9 @@ pub enum StartupError {
     /// TLS material.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Logs and traces.
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] telemetry::TelemetryError),
     /// Sockets and files.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -70,23 +73,7 @@ pub enum StartupError {
 
 /// The Prometheus recorder is process-wide by the `metrics` crate's design; installed once.
 pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            // Request durations render as a Prometheus histogram (not the default summary).
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(crate::api::metrics::HTTP_DURATION.to_owned()),
-                    crate::api::metrics::HTTP_DURATION_BUCKETS,
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // A recorder installed by someone else (another test) keeps working; ours then only renders.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    telemetry::prometheus::install()
 }
 
 /// The gateway's own DevInfo (./DevInfo), what DM Servers see of it.
@@ -277,7 +264,7 @@ impl Application {
         let lan_body = settings.max_body_bytes;
         let lan_server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(telemetry::http::server))
                 .app_data(lan_state.clone())
                 .app_data(web::PayloadConfig::default().limit(lan_body))
                 .configure(|cfg| crate::lan::configure(cfg, lan_body))
@@ -297,7 +284,7 @@ impl Application {
         });
         let wan_server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(telemetry::http::server))
                 .app_data(wan_state.clone())
                 .configure(crate::wan::configure)
         })
@@ -314,7 +301,7 @@ impl Application {
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(telemetry::http::server))
                 .app_data(data.clone())
                 .app_data(web::JsonConfig::default().limit(max_body))
                 .app_data(web::PayloadConfig::default().limit(max_body))
@@ -406,11 +393,25 @@ impl Application {
 /// `dmgw serve`: resolve settings, set up logging, run until a signal.
 pub fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let settings = args.resolve()?;
-    crate::telemetry::init(settings.log_format, &settings.log);
-    actix_web::rt::System::new().block_on(async move {
+    let telemetry = telemetry::init(telemetry::Options {
+        service_name: "dmgw",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: match settings.log_format {
+            crate::config::LogFormat::Text => telemetry::LogFormat::Text,
+            crate::config::LogFormat::Json => telemetry::LogFormat::Json,
+        },
+        filter: settings.log.clone(),
+    })?;
+    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
+        tracing::info!(protocol = exporter.protocol, endpoint = %exporter.endpoint, "exporting traces over OTLP");
+    }
+    let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
-    })
+    });
+    // Dropping the telemetry flushes the spans still queued (bounded by the export timeout).
+    drop(telemetry);
+    result
 }
 
 #[cfg(test)]

@@ -129,6 +129,7 @@ async fn report(app: &Running, dev_id: &str, server_id: &str, bootstrap_url: Opt
         .inventory
         .send(
             DeviceDiscovered {
+                traceparent: None,
                 upsert: DeviceUpsert {
                     address: Some("https://127.0.0.1:9/devices/x".into()),
                     ..DeviceUpsert::seen(dev_id, Millis::now())

@@ -27,7 +27,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use otlp::{Exporter, ExporterConfig};
 pub use propagation::{
-    context_from_traceparent, parent_from_traceparent, traceparent, traceparent_of,
+    context_from_traceparent, link_traceparent, parent_from_traceparent, traceparent,
+    traceparent_of,
 };
 
 /// How log lines are written (to stderr).

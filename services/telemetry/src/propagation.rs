@@ -101,6 +101,16 @@ pub fn parent_from_traceparent(span: &Span, traceparent: Option<&str>) {
     }
 }
 
+/// Link `span` to the span a stored `traceparent` names (one DM session carrying the alerts of
+/// several onboardings links to each of them). Malformed values are ignored.
+pub fn link_traceparent(span: &Span, traceparent: Option<&str>) {
+    let cx = context_from_traceparent(traceparent);
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link(sc);
+    }
+}
+
 /// The trace ID of `span` as 32 hex digits, when it has one.
 pub fn trace_id_of(span: &Span) -> Option<String> {
     let cx = span.context();

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use omadm::alert::{DEVICE_ATTACHED, DEVICE_DETACHED};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::{ActorError, Traced};
 use crate::config::RetryPolicy;
@@ -63,6 +63,8 @@ pub struct DeliveryReport {
     pub failed: Vec<(AlertId, String)>,
     /// A NextNonce to keep for the account's CLCRED auth entry (its key and the b64 nonce).
     pub next_nonce: Option<(String, String)>,
+    /// The DM status the server gave each alert it answered.
+    pub statuses: Vec<(AlertId, u16)>,
 }
 
 /// Delivers alerts to a DM Server: the real implementation opens a DM session over HTTPS.
@@ -259,12 +261,83 @@ async fn claim(
     Ok(out)
 }
 
+/// The spans of one delivery: `alert session` for the DM session (under the first alert's
+/// onboarding, linked to the others) and one `alert <server>` per alert, under its device's
+/// onboarding and linked to the session.
+async fn delivery_spans(store: &Store, server_id: &str, alerts: &[AlertRow]) -> (Span, Vec<Span>) {
+    let session = tracing::info_span!(
+        "alert session",
+        server_id = %server_id,
+        count = alerts.len(),
+        otel.status_code = tracing::field::Empty,
+    );
+    let dev_ids: Vec<&str> = alerts.iter().map(|a| a.dev_id.as_str()).collect();
+    let traces = store.onboarding_traces(&dev_ids).await.unwrap_or_default();
+    let mut first = true;
+    let mut seen = HashSet::new();
+    for a in alerts {
+        let Some(t) = traces.get(&a.dev_id) else {
+            continue;
+        };
+        if !seen.insert(t.traceparent.as_str()) {
+            continue;
+        }
+        if first {
+            telemetry::parent_from_traceparent(&session, Some(&t.traceparent));
+            first = false;
+        } else {
+            telemetry::link_traceparent(&session, Some(&t.traceparent));
+        }
+    }
+    let session_tp = telemetry::traceparent_of(&session);
+    let per_alert = alerts
+        .iter()
+        .map(|a| {
+            let span = tracing::info_span!(
+                parent: None,
+                "alert",
+                otel.name = %format_args!("alert {server_id}"),
+                dev_id = %a.dev_id,
+                server_id = %server_id,
+                alert.type = %a.alert_type,
+                alert.correlator = %a.correlator,
+                attempt = a.attempts.saturating_add(1),
+                dm.status = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            telemetry::parent_from_traceparent(
+                &span,
+                traces.get(&a.dev_id).map(|t| t.traceparent.as_str()),
+            );
+            telemetry::link_traceparent(&span, session_tp.as_deref());
+            span
+        })
+        .collect();
+    (session, per_alert)
+}
+
 async fn deliver(
     store: Store,
     sender: Arc<dyn AlertSender>,
     retry: RetryPolicy,
     server_id: String,
     alerts: Vec<AlertRow>,
+) -> Result<(), StoreError> {
+    let (session, per_alert) = delivery_spans(&store, &server_id, &alerts).await;
+    let spans: BTreeMap<AlertId, Span> = alerts.iter().map(|a| a.id).zip(per_alert).collect();
+    deliver_in(store, sender, retry, server_id, alerts, &spans)
+        .instrument(session)
+        .await
+}
+
+async fn deliver_in(
+    store: Store,
+    sender: Arc<dyn AlertSender>,
+    retry: RetryPolicy,
+    server_id: String,
+    alerts: Vec<AlertRow>,
+    spans: &BTreeMap<AlertId, Span>,
 ) -> Result<(), StoreError> {
     let ids: Vec<AlertId> = alerts.iter().map(|a| a.id).collect();
     let attempts: BTreeMap<AlertId, u32> = alerts.iter().map(|a| (a.id, a.attempts)).collect();
@@ -280,6 +353,20 @@ async fn deliver(
         Err(e) => return Err(e),
     };
     let now = Millis::now();
+    for (id, code) in &report.statuses {
+        if let Some(span) = spans.get(id) {
+            span.record("dm.status", *code);
+        }
+    }
+    for id in &report.delivered {
+        if let Some(span) = spans.get(id) {
+            span.record("outcome", "delivered");
+        }
+        metrics::counter!("dmgw_alerts_total", "outcome" => "delivered").increment(1);
+    }
+    if !report.failed.is_empty() {
+        Span::current().record("otel.status_code", "ERROR");
+    }
     if !report.delivered.is_empty() {
         store.mark_delivered(&report.delivered, now).await?;
         metrics::counter!("dmgw_alerts_delivered_total").increment(report.delivered.len() as u64);
@@ -298,6 +385,13 @@ async fn deliver(
         let give_up = tried >= retry.max_attempts;
         let delay = AlertingLogic::backoff(tried, &retry, rand::random::<f64>());
         tracing::warn!(server_id = %server_id, alert = id.0, attempts = tried, give_up, error = %error, "alert delivery failed");
+        if let Some(span) = spans.get(id) {
+            span.record("outcome", if give_up { "failed" } else { "retry" });
+            span.record("otel.status_code", "ERROR");
+            span.in_scope(|| tracing::warn!(error = %error, give_up, "alert not delivered"));
+        }
+        metrics::counter!("dmgw_alerts_total", "outcome" => if give_up { "failed" } else { "retry" })
+            .increment(1);
         metrics::counter!("dmgw_alert_failures_total", "final" => if give_up { "yes" } else { "no" })
             .increment(1);
         store
@@ -328,15 +422,13 @@ impl Handler<DeliverDue> for Alerting {
             };
             for (server_id, alerts) in groups {
                 act.in_flight.insert(server_id.clone());
-                let span = tracing::info_span!("alert", server_id = %server_id, count = alerts.len());
                 let fut = deliver(
                     act.store.clone(),
                     act.sender.clone(),
                     act.retry,
                     server_id.clone(),
                     alerts,
-                )
-                .instrument(span);
+                );
                 ctx.spawn(fut.into_actor(act).map(move |res, act, ctx| {
                     if let Err(e) = res {
                         tracing::error!(error = %e, server_id = %server_id, "recording a delivery failed");

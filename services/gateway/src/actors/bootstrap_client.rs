@@ -261,13 +261,22 @@ async fn run_job(
 ) -> Result<Vec<String>, StoreError> {
     let span = tracing::info_span!(
         "bootstrap",
+        otel.name = %format_args!("bootstrap {}", job.server_id),
         server_id = %job.server_id,
         dev_id = %job.dev_id,
         workflow = job.workflow.number(),
-        attempt = job.attempts.saturating_add(1)
+        attempt = job.attempts.saturating_add(1),
+        state = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    crate::onboarding::adopt(store, &span, &job.dev_id).await;
+    let current = span.clone();
     async {
         let outcome = step_job(store, settings, &job).await?;
+        current.record("state", outcome.update.state.as_str());
+        if outcome.update.state == JobState::Failed {
+            current.record("otel.status_code", "ERROR");
+        }
         let mut tx = store.begin().await?;
         jobs::update(&mut tx, job.id, &outcome.update).await?;
         if let Some((kind, detail)) = outcome.event {

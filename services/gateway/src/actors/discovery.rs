@@ -190,6 +190,7 @@ impl Handler<Traced<Announce>> for Discovery {
                         DeviceDiscovered {
                             upsert,
                             via: msg.via,
+                            traceparent: telemetry::traceparent(),
                         }
                         .traced(),
                     )

@@ -14,7 +14,7 @@ use super::{ActorError, Traced, TracedExt};
 use crate::domain::{DeviceUpsert, DeviceView, Millis, NewEvent, ServerReport, StateChange};
 use sqlx::{Acquire, SqliteConnection};
 
-use crate::store::{Store, StoreError, devices, events};
+use crate::store::{Store, StoreError, devices, events, traces};
 
 /// A device was discovered (or announced itself again).
 #[derive(Debug, Clone, Message)]
@@ -24,6 +24,8 @@ pub struct DeviceDiscovered {
     pub upsert: DeviceUpsert,
     /// How it was found.
     pub via: Via,
+    /// The `traceparent` of the `onboard device` span this announcement opened, if traced.
+    pub traceparent: Option<String>,
 }
 
 /// A device moved in the onboarding flow (consented, refused, provisioned...).
@@ -139,7 +141,11 @@ impl InventoryLogic {
             what: "device upsert",
             reason: "no row returned".into(),
         })?;
-        if stored.created || previous != Some(stored.device.state) {
+        let new_onboarding = stored.created || previous != Some(stored.device.state);
+        if let Some(tp) = &m.traceparent {
+            traces::begin(tx, &up.dev_id, tp, up.seen_at, new_onboarding).await?;
+        }
+        if new_onboarding {
             events::log(
                 tx,
                 &[event(

@@ -148,6 +148,9 @@ async fn match_device(
         return Ok(outcome);
     }
     metrics::counter!("dmgw_match_total").increment(1);
+    let span = tracing::Span::current();
+    span.record("matched", outcome.matched.len());
+    span.record("unmatched", outcome.unmatched.len());
     tracing::info!(
         dev_id = %dev_id,
         matched = outcome.matched.len(),
@@ -183,9 +186,11 @@ async fn match_device(
     let now = devices::get(&mut tx, &dev_id).await?;
     let current = MatchingLogic::split(&now);
     let open = still_open(&mut tx, &dev_id, &current).await?;
+    let mut settled = None;
     if let Some(state) = MatchingLogic::next_state(now.state, &open)
         && state != now.state
     {
+        settled = Some(state);
         devices::set_states(
             &mut tx,
             &[StateChange {
@@ -210,6 +215,15 @@ async fn match_device(
         .await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
+    if let Some(state) = settled {
+        tracing::Span::current().record("state", state.as_str());
+        if state == DeviceState::Attached {
+            if let Ok(Some(t)) = store.onboarding_trace(&dev_id).await {
+                crate::onboarding::attached(t.started_at, Millis::now());
+            }
+            crate::onboarding::close(&dev_id, "attached");
+        }
+    }
     Ok(outcome)
 }
 
@@ -217,16 +231,23 @@ impl Handler<Traced<MatchDevice>> for Matching {
     type Result = ResponseFuture<Result<MatchOutcome, ActorError>>;
 
     fn handle(&mut self, m: Traced<MatchDevice>, _: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(parent: &m.span, "match", dev_id = %m.msg.dev_id);
-        Box::pin(
-            match_device(
-                self.store.clone(),
-                self.alerting.clone(),
-                self.bootstrap.clone(),
-                m.msg.dev_id,
-            )
-            .instrument(span),
-        )
+        let store = self.store.clone();
+        let alerting = self.alerting.clone();
+        let bootstrap = self.bootstrap.clone();
+        Box::pin(async move {
+            let span = tracing::info_span!(
+                parent: &m.span,
+                "match",
+                dev_id = %m.msg.dev_id,
+                matched = tracing::field::Empty,
+                unmatched = tracing::field::Empty,
+                state = tracing::field::Empty,
+            );
+            crate::onboarding::adopt(&store, &span, &m.msg.dev_id).await;
+            match_device(store, alerting, bootstrap, m.msg.dev_id)
+                .instrument(span)
+                .await
+        })
     }
 }
 

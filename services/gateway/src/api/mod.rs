@@ -74,15 +74,10 @@ fn v1(cfg: &mut web::ServiceConfig) {
 /// `Settings::max_body_bytes` from the application state; query and path errors go through
 /// [`ApiError`] like every other failure.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let open = |path: &str| {
-        web::resource(path)
-            .wrap(from_fn(metrics::track_http))
-            .default_service(web::to(method_not_allowed))
-    };
+    let open = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     let guarded = |path: &str| {
         web::resource(path)
             .wrap(from_fn(auth::require_token))
-            .wrap(from_fn(metrics::track_http))
             .default_service(web::to(method_not_allowed))
     };
     cfg.service(open("/healthz").route(web::get().to(health::healthz)))
@@ -100,7 +95,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .configure(v1)
                 .default_service(web::to(no_such_endpoint))
-                .wrap(from_fn(auth::require_token))
-                .wrap(from_fn(metrics::track_http)),
+                .wrap(from_fn(auth::require_token)),
         );
 }

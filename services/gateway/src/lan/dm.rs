@@ -70,6 +70,8 @@ struct Entry {
     encoding: Encoding,
     last_used: Instant,
     dev_id: String,
+    /// The `dm session` span, under the device's onboarding; each message is a child.
+    span: tracing::Span,
 }
 
 /// The open DM sessions with devices, keyed by the token in their RespURI.
@@ -255,6 +257,93 @@ fn plan(session: &mut ServerSession, findings: &mut Findings, msg: &SyncMl, ctx:
     }
 }
 
+/// One span per DM command of a message, under `parent`: the device's commands with the status
+/// the gateway answers (`dm.status`), the device's Status for each earlier gateway command, and
+/// the gateway's own commands in the reply. URIs and codes only: never data or credentials.
+fn command_spans(parent: &tracing::Span, incoming: &SyncMl, reply: &SyncMl) {
+    let answered: HashMap<u32, u16> = reply
+        .body
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Status(st) if st.msg_ref == incoming.hdr.msg_id && st.cmd_ref != 0 => {
+                Some((st.cmd_ref, st.code))
+            }
+            _ => None,
+        })
+        .collect();
+    if let Some(hdr) = reply.body.commands.iter().find_map(|c| match c {
+        Command::Status(st) if st.cmd_ref == 0 => Some(st.code),
+        _ => None,
+    }) {
+        parent.record("dm.status", hdr);
+    }
+    for cmd in &incoming.body.commands {
+        match cmd {
+            Command::Status(st) => {
+                let span = tracing::info_span!(
+                    parent: parent,
+                    "dm command",
+                    otel.name = "Status",
+                    dm.from = "device",
+                    dm.cmd = %st.cmd,
+                    dm.cmd_ref = st.cmd_ref,
+                    dm.status = st.code,
+                    otel.status_code = tracing::field::Empty,
+                );
+                if st.code >= 400 && st.code != 401 && st.code != 407 {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            other => {
+                let status = answered.get(&other.cmd_id()).copied();
+                let span = tracing::info_span!(
+                    parent: parent,
+                    "dm command",
+                    otel.name = other.name(),
+                    dm.from = "device",
+                    dm.cmd_id = other.cmd_id(),
+                    dm.status = status,
+                    alert.code = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                );
+                if let Command::Alert(a) = other {
+                    span.record("alert.code", a.code);
+                }
+                if status.is_some_and(|c| c >= 400) {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+        }
+    }
+    for cmd in &reply.body.commands {
+        if let Command::Status(_) = cmd {
+            continue;
+        }
+        let target = match cmd {
+            Command::Get(c)
+            | Command::Replace(c)
+            | Command::Add(c)
+            | Command::Delete(c)
+            | Command::Exec(c)
+            | Command::Copy(c) => c
+                .items
+                .first()
+                .and_then(|i| i.target.as_ref())
+                .map(|t| t.loc_uri.clone()),
+            _ => None,
+        };
+        let _span = tracing::info_span!(
+            parent: parent,
+            "dm command",
+            otel.name = cmd.name(),
+            dm.from = "gateway",
+            dm.cmd_id = cmd.cmd_id(),
+            dm.target = target.as_deref(),
+        );
+    }
+}
+
 /// An HTTP 400 whose body is a SyncML message carrying the DM status of the refusal.
 fn dm_error(encoding: Encoding, msg: &SyncMl) -> HttpResponse {
     match codec::encode(msg, encoding) {
@@ -313,30 +402,47 @@ pub async fn dm(
         }
     };
     let dev_id = msg.hdr.source.loc_uri.clone();
-    let span = tracing::info_span!("dm session", dev_id = %dev_id, session_id = %msg.hdr.session_id, msg_id = msg.hdr.msg_id);
+    let token = session_token(&req);
+    let mut entry = match token.as_deref().and_then(|t| lan.sessions.take(t)) {
+        Some(e) if e.dev_id == dev_id => e,
+        Some(_) => {
+            return Err(LanError::BadRequest(
+                "session belongs to another device".into(),
+            ));
+        }
+        None => {
+            let cfg = ServerConfig::new(
+                format!("{}/lan/v1/dm", lan.settings.lan_public_url),
+                AuthScheme::Md5,
+            );
+            let span = tracing::info_span!(
+                "dm session",
+                dev_id = %dev_id,
+                session_id = %msg.hdr.session_id,
+                dm.auth = tracing::field::Empty,
+                servers = tracing::field::Empty,
+            );
+            crate::onboarding::adopt(&lan.store, &span, &dev_id).await;
+            Entry {
+                session: ServerSession::new(cfg),
+                findings: Findings::default(),
+                encoding,
+                last_used: Instant::now(),
+                dev_id: dev_id.clone(),
+                span,
+            }
+        }
+    };
+    let span = tracing::info_span!(
+        parent: &entry.span,
+        "dm message",
+        dev_id = %dev_id,
+        msg_id = msg.hdr.msg_id,
+        dm.status = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let message_span = span.clone();
     async move {
-        let token = session_token(&req);
-        let mut entry = match token.as_deref().and_then(|t| lan.sessions.take(t)) {
-            Some(e) if e.dev_id == dev_id => e,
-            Some(_) => {
-                return Err(LanError::BadRequest(
-                    "session belongs to another device".into(),
-                ));
-            }
-            None => {
-                let cfg = ServerConfig::new(
-                    format!("{}/lan/v1/dm", lan.settings.lan_public_url),
-                    AuthScheme::Md5,
-                );
-                Entry {
-                    session: ServerSession::new(cfg),
-                    findings: Findings::default(),
-                    encoding,
-                    last_used: Instant::now(),
-                    dev_id: dev_id.clone(),
-                }
-            }
-        };
         let token = token.unwrap_or_else(crate::store::lan::new_token);
         // The RespURI carries the session token for the device's next message.
         entry.session.set_resp_uri(Some(format!(
@@ -358,6 +464,8 @@ pub async fn dm(
             Err(e) => {
                 let code = e.status_code();
                 tracing::warn!(error = %e, code, "DM session error");
+                message_span.record("dm.status", code);
+                message_span.record("otel.status_code", "ERROR");
                 return Ok(dm_error(
                     entry.encoding,
                     &omadm::session::error_message(
@@ -382,6 +490,7 @@ pub async fn dm(
                 .set_device_nonce(&dev_id, &Nonce::from_bytes(n.clone()).to_b64())
                 .await?;
         }
+        command_spans(&message_span, &msg, &step.reply);
         for ev in &step.events {
             match ev {
                 // 407 is the normal first contact (the device learns its nonce); 401 is a failure.
@@ -390,10 +499,16 @@ pub async fn dm(
                 }
                 ServerEvent::AuthFailed { code, .. } => {
                     metrics::counter!("dmgw_lan_auth_failures_total").increment(1);
+                    metrics::counter!("dmgw_lan_dm_sessions_total", "status" => "auth_failed")
+                        .increment(1);
                     tracing::warn!(code, "device failed to authenticate");
+                    entry.span.record("dm.auth", "failed");
+                    message_span.record("otel.status_code", "ERROR");
                 }
                 ServerEvent::Authenticated { .. } => {
-                    metrics::counter!("dmgw_lan_dm_sessions_total").increment(1);
+                    metrics::counter!("dmgw_lan_dm_sessions_total", "status" => "authenticated")
+                        .increment(1);
+                    entry.span.record("dm.auth", "ok");
                 }
                 _ => {}
             }
@@ -404,6 +519,7 @@ pub async fn dm(
             if entry.session.dev_id().is_some() && entry.findings.reported.is_some() {
                 let servers = entry.findings.reports();
                 tracing::info!(servers = servers.len(), "device reported its DM servers");
+                entry.span.record("servers", servers.len());
                 lan.actors
                     .inventory
                     .send(

@@ -210,7 +210,7 @@ pub async fn ask_consent(lan: LanState, device: DeviceView) {
             gateway_name: "dmgw",
             consent_token: &token,
         };
-        match lan.http.post(&url).json(&body).send().await {
+        match telemetry::http::send(lan.http.post(&url).json(&body)).await {
             Ok(r) if r.status().is_success() => {
                 metrics::counter!("dmgw_consent_requests_total", "outcome" => "sent").increment(1);
             }
@@ -238,7 +238,12 @@ async fn announce(
     body: web::Json<AnnounceBody>,
 ) -> Result<HttpResponse, LanError> {
     let b = body.into_inner();
-    let span = tracing::info_span!("onboard device", dev_id = %b.dev_id);
+    let span = tracing::info_span!(
+        "onboard device",
+        dev_id = %b.dev_id,
+        via = "http",
+        outcome = tracing::field::Empty
+    );
     let device = async {
         lan.actors
             .discovery
@@ -259,6 +264,8 @@ async fn announce(
     .instrument(span.clone())
     .await?;
     if device.state == DeviceState::Discovered {
+        // A new onboarding: its span stays open until matching settles the device.
+        crate::onboarding::open(&device.dev_id, span.clone());
         let lan = lan.get_ref().clone();
         let d = device.clone();
         actix_web::rt::spawn(ask_consent(lan, d).instrument(span));
@@ -288,6 +295,21 @@ async fn consent(
     body: web::Json<ConsentBody>,
 ) -> Result<HttpResponse, LanError> {
     let b = body.into_inner();
+    let span = tracing::info_span!(
+        "consent answer",
+        dev_id = %b.dev_id,
+        decision = if b.allow { "allow" } else { "refuse" },
+        otel.status_code = tracing::field::Empty
+    );
+    crate::onboarding::adopt(&lan.store, &span, &b.dev_id).await;
+    let result = consent_answer(&lan, b).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
+async fn consent_answer(lan: &LanState, b: ConsentBody) -> Result<HttpResponse, LanError> {
     let now = Millis::now();
     let mut tx = lan.store.begin().await?;
     let answer = match lan::answer_consent(&mut tx, &b.dev_id, &b.consent_token, b.allow, now).await
@@ -332,6 +354,9 @@ async fn consent(
         .await
         .map_err(ActorError::from)??;
     metrics::counter!("dmgw_consent_answers_total", "answer" => kind).increment(1);
+    if state == DeviceState::Refused {
+        crate::onboarding::close(&b.dev_id, "refused");
+    }
     Ok(HttpResponse::Ok().json(match provisioning {
         Some(url) => json!({ "provisioning_url": url }),
         None => json!({}),

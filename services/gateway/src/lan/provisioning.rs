@@ -11,6 +11,7 @@ use omadm::tnds::MgmtTree;
 use omadm::tree::Tree;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::{LanError, LanState};
 use crate::actors::inventory::SetState;
@@ -118,39 +119,43 @@ pub async fn provision(
         Err(StoreError::NotFound { .. }) => return Err(LanError::Gone),
         Err(e) => return Err(e.into()),
     };
-    let span = tracing::info_span!("provision", dev_id = %dev_id);
-    let _g = span.enter();
-    let name = device_account_name(&dev_id);
-    let password = Secret::new(lan::new_token());
-    let server_secret = Secret::new(lan::new_token());
-    let creds = lan::DeviceCredentials {
-        dev_id: dev_id.clone(),
-        auth_name: name.clone(),
-        digest_key: DigestKey::new(&name, &password),
-        nonce: None,
-        server_name: lan.settings.dev_id.clone(),
-        server_secret: server_secret.clone(),
-    };
-    lan::put_credentials(&mut tx, &creds, now).await?;
-    events::log(
-        &mut tx,
-        &[NewEvent {
-            dev_id: Some(dev_id.clone()),
-            kind: "provisioned".into(),
-            detail: json!({ "encoding": encoding.mime(), "account": name }),
-            at: now,
-        }],
-    )
+    let span = tracing::info_span!("provision", dev_id = %dev_id, encoding = encoding.mime());
+    crate::onboarding::adopt(&lan.store, &span, &dev_id).await;
+    let body = async {
+        let name = device_account_name(&dev_id);
+        let password = Secret::new(lan::new_token());
+        let server_secret = Secret::new(lan::new_token());
+        let creds = lan::DeviceCredentials {
+            dev_id: dev_id.clone(),
+            auth_name: name.clone(),
+            digest_key: DigestKey::new(&name, &password),
+            nonce: None,
+            server_name: lan.settings.dev_id.clone(),
+            server_secret: server_secret.clone(),
+        };
+        lan::put_credentials(&mut tx, &creds, now).await?;
+        events::log(
+            &mut tx,
+            &[NewEvent {
+                dev_id: Some(dev_id.clone()),
+                kind: "provisioned".into(),
+                detail: json!({ "encoding": encoding.mime(), "account": name }),
+                at: now,
+            }],
+        )
+        .await?;
+        let account = gateway_account(
+            &lan.settings.dev_id,
+            &format!("{}/lan/v1/dm", lan.settings.lan_public_url),
+            (&name, &password),
+            (&lan.settings.dev_id, &server_secret),
+        );
+        let body = bootstrap_message(&dev_id, &lan.settings.lan_public_url, &account, encoding)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok::<_, LanError>(body)
+    }
+    .instrument(span.clone())
     .await?;
-    let account = gateway_account(
-        &lan.settings.dev_id,
-        &format!("{}/lan/v1/dm", lan.settings.lan_public_url),
-        (&name, &password),
-        (&lan.settings.dev_id, &server_secret),
-    );
-    let body = bootstrap_message(&dev_id, &lan.settings.lan_public_url, &account, encoding)?;
-    tx.commit().await.map_err(StoreError::from)?;
-    drop(_g);
     lan.actors
         .inventory
         .send(

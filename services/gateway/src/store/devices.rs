@@ -502,6 +502,7 @@ impl Store {
     pub async fn delete_device(&self, dev_id: &str) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         delete(&mut tx, dev_id).await?;
+        super::traces::forget(&mut tx, dev_id).await?;
         tx.commit().await?;
         Ok(())
     }

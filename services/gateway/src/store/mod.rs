@@ -29,6 +29,7 @@ pub mod events;
 pub mod jobs;
 pub mod lan;
 pub mod outbox;
+pub mod traces;
 pub mod tree_view;
 
 use std::path::Path;

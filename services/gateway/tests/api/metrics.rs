@@ -20,8 +20,8 @@ async fn metrics_have_the_expected_names() {
     assert!(ct.starts_with("text/plain"), "{ct}");
     let text = resp.text().await.unwrap();
     for name in [
-        "# TYPE dmgw_http_request_duration_seconds histogram",
-        "dmgw_http_request_duration_seconds_bucket{",
+        "# TYPE http_server_request_duration_seconds histogram",
+        "http_server_request_duration_seconds_bucket{",
         "route=\"/api/v1/devices/{dev_id}\"",
         "route=\"/api/v1/devices\"",
         "status=\"400\"",
