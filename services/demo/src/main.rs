@@ -9,14 +9,26 @@ use demo::{Cli, StopReason};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs: RUST_LOG (default `error`, the story is the output). Traces: every service of the
+    // demo runs in this process, so all spans carry `service.name` dmgw-demo; with
+    // OTEL_EXPORTER_OTLP_ENDPOINT set, each device's onboarding is one trace.
+    let telemetry = match telemetry::init(telemetry::Options {
+        service_name: "dmgw-demo",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: telemetry::LogFormat::Text,
+        filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dmgw-demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = cli.options();
-    let summary = match demo::run_blocking(&opts) {
+    let summary = demo::run_blocking(&opts);
+    // Export the spans still queued before the summary is printed and the process ends.
+    drop(telemetry);
+    let summary = match summary {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dmgw-demo: {e}");

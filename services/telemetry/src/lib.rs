@@ -6,7 +6,7 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set and neither
 //! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says otherwise. Trace IDs exist
 //! either way, so logs and the `traceparent` headers of a service without an exporter still tie
-//! into the traces of its peers.
+//! into the traces of its peers. `OTEL_SDK_DISABLED=true` removes the OpenTelemetry layer itself.
 
 pub mod http;
 pub mod logs;
@@ -20,16 +20,16 @@ use std::fmt;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use otlp::{Exporter, ExporterConfig};
 pub use propagation::{
     context_from_traceparent, link_traceparent, parent_from_traceparent, traceparent,
     traceparent_of,
 };
+pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// How log lines are written (to stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,10 +50,17 @@ pub struct Options {
     pub service_version: &'static str,
     /// Log line format.
     pub log_format: LogFormat,
-    /// An `EnvFilter` directive (`info`, `gateway=debug,sqlx=warn`, ...); invalid falls back to
-    /// `info`.
+    /// The log lines' `EnvFilter` directive (`info`, `gateway=debug,sqlx=warn`, ...); invalid
+    /// falls back to `info`. It does not limit the spans exported: see [`TRACE_FILTER_ENV`].
     pub filter: String,
 }
+
+/// The variable holding the `EnvFilter` directive of the spans that become OpenTelemetry spans
+/// (default [`DEFAULT_TRACE_FILTER`]), independent of the log filter.
+pub const TRACE_FILTER_ENV: &str = "DMGW_TRACE_FILTER";
+
+/// Spans at `info` and above, without the HTTP/TLS/SQL libraries' own.
+pub const DEFAULT_TRACE_FILTER: &str = "info,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,reqwest=warn,tower=warn,actix_server=warn,actix_http=warn,mio=warn,mdns_sd=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -143,16 +150,31 @@ pub fn init_with(
     };
     let provider = builder.build();
     let tracer = provider.tracer(options.service_name);
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_error_events_to_status(true)
-        .with_location(false)
-        .with_threads(false);
-    let filter = EnvFilter::try_new(&options.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let trace_filter = std::env::var(TRACE_FILTER_ENV)
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_TRACE_FILTER));
+    // `OTEL_SDK_DISABLED=true`: no OpenTelemetry layer at all (no trace IDs, no propagation).
+    let otel = (!otlp::sdk_disabled()).then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_error_events_to_status(true)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(trace_filter)
+    });
+    let log_filter = EnvFilter::try_new(&options.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(otel);
     let installed = match options.log_format {
-        LogFormat::Text => registry.with(logs::text_layer(writer)).try_init().is_ok(),
-        LogFormat::Json => registry.with(logs::json_layer(writer)).try_init().is_ok(),
+        LogFormat::Text => registry
+            .with(logs::text_layer(writer).with_filter(log_filter))
+            .try_init()
+            .is_ok(),
+        LogFormat::Json => registry
+            .with(logs::json_layer(writer).with_filter(log_filter))
+            .try_init()
+            .is_ok(),
     };
     if !installed {
         return Ok(None);

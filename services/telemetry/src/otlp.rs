@@ -29,11 +29,16 @@ fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// `OTEL_SDK_DISABLED=true`.
+pub(crate) fn sdk_disabled() -> bool {
+    var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 impl ExporterConfig {
     /// The exporter the environment asks for, or `None` (no exporter, no cost): unset
     /// endpoints, `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
     pub fn from_env() -> Option<Self> {
-        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        if sdk_disabled() {
             return None;
         }
         if var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none")) {

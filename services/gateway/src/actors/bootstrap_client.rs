@@ -362,11 +362,16 @@ impl Handler<RunDue> for BootstrapClient {
     }
 }
 
-/// Mark the open workflow-2 jobs of these servers done; returns the devices concerned.
-async fn settle_pushed(store: &Store, outcome: &ApplyOutcome) -> Result<Vec<String>, StoreError> {
+/// Mark the open workflow-2 jobs of these servers done; returns the devices concerned, each
+/// with the ServerID and attempt count of its job.
+async fn settle_pushed(
+    store: &Store,
+    outcome: &ApplyOutcome,
+) -> Result<Vec<(String, String, u32)>, StoreError> {
     let now = Millis::now();
     let mut tx = store.begin().await?;
     let mut devices = Vec::new();
+    let mut settled = Vec::new();
     for server_id in outcome
         .added
         .iter()
@@ -388,6 +393,11 @@ async fn settle_pushed(store: &Store, outcome: &ApplyOutcome) -> Result<Vec<Stri
                 )
                 .await?;
                 devices.push(job.dev_id.clone());
+                settled.push((
+                    job.dev_id.clone(),
+                    server_id.clone(),
+                    job.attempts.saturating_add(1),
+                ));
             }
         }
     }
@@ -404,7 +414,7 @@ async fn settle_pushed(store: &Store, outcome: &ApplyOutcome) -> Result<Vec<Stri
         events::log(&mut tx, &log).await?;
     }
     tx.commit().await?;
-    Ok(devices)
+    Ok(settled)
 }
 
 impl Handler<Traced<PushReceived>> for BootstrapClient {
@@ -417,7 +427,23 @@ impl Handler<Traced<PushReceived>> for BootstrapClient {
         Box::pin(
             async move {
                 let outcome = apply(&store, &m.msg.bootstrap, overwrite).await?;
-                settle_pushed(&store, &outcome).await?;
+                let settled = settle_pushed(&store, &outcome).await?;
+                // Each device's onboarding shows its workflow-2 job settled by this push.
+                let push = telemetry::traceparent();
+                for (dev_id, server_id, attempt) in settled {
+                    let span = tracing::info_span!(
+                        "bootstrap",
+                        otel.name = %format_args!("bootstrap {server_id}"),
+                        server_id = %server_id,
+                        dev_id = %dev_id,
+                        workflow = 2,
+                        attempt,
+                        state = "done",
+                    );
+                    crate::onboarding::adopt(&store, &span, &dev_id).await;
+                    telemetry::link_traceparent(&span, push.as_deref());
+                    span.in_scope(|| tracing::info!("bootstrap pushed and applied"));
+                }
                 metrics::counter!("dmgw_bootstrap_pushes_total", "outcome" => "applied")
                     .increment(1);
                 Ok(outcome)
