@@ -21,6 +21,8 @@ pub const MAX_EXPORT_BYTES: usize = 16 * 1024 * 1024;
 pub struct CollectedSpan {
     /// `service.name` of the resource that sent it.
     pub service: String,
+    /// All attributes of that resource (`service.version`, `OTEL_RESOURCE_ATTRIBUTES`, ...).
+    pub resource: HashMap<String, String>,
     /// 32 hex digits.
     pub trace_id: String,
     /// 16 hex digits.
@@ -104,13 +106,22 @@ fn hex(bytes: &[u8]) -> String {
 pub fn flatten(req: ExportTraceServiceRequest) -> Vec<CollectedSpan> {
     let mut out = Vec::new();
     for rs in req.resource_spans {
-        let service = rs
+        let resource: HashMap<String, String> = rs
             .resource
             .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .and_then(|kv| kv.value.as_ref())
-            .map(render)
+            .map(|r| {
+                r.attributes
+                    .iter()
+                    .map(|kv| {
+                        (
+                            kv.key.clone(),
+                            kv.value.as_ref().map(render).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
+        let service = resource.get("service.name").cloned().unwrap_or_default();
         for ss in rs.scope_spans {
             for s in ss.spans {
                 let attributes = s
@@ -130,6 +141,7 @@ pub fn flatten(req: ExportTraceServiceRequest) -> Vec<CollectedSpan> {
                     .unwrap_or_default();
                 out.push(CollectedSpan {
                     service: service.clone(),
+                    resource: resource.clone(),
                     trace_id: hex(&s.trace_id),
                     span_id: hex(&s.span_id),
                     parent_span_id: hex(&s.parent_span_id),
