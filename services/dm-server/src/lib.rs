@@ -3,7 +3,8 @@
 //!
 //! Layers: [`config`] (flags, accounts, master key) → [`http`] (actix routes, TLS, [`start`]) →
 //! [`engine`] (DM sessions over `omadm::session::ServerSession`) → [`store`] (records, JSON Lines file).
-//! [`derive`] holds the derived-password construction shared with the DM Bootstrap Server.
+//! [`derive`] holds the derived-password construction shared with the DM Bootstrap Server; [`observe`]
+//! the spans and Prometheus counters (telemetry set-up is the shared `telemetry` crate's).
 
 pub mod accounts;
 pub mod config;
@@ -11,9 +12,9 @@ pub mod derive;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod observe;
 pub mod sessions;
 pub mod store;
-pub mod telemetry;
 
 pub use config::Config;
 pub use derive::derive_password;
