@@ -3,7 +3,8 @@
 //!
 //! Layers: [`config`] and [`profiles`] (flags, profiles file) → [`http`] (actix routes, TLS via [`tls`],
 //! [`start`]) → [`engine`] (gateway authentication, device DM sessions, associations) → [`issue`]
-//! (the bootstrap messages), [`push`] (background delivery), [`records`] (what the API shows).
+//! (the bootstrap messages), [`push`] (background delivery), [`records`] (what the API shows),
+//! [`observe`] (spans and Prometheus counters; telemetry set-up is the shared `telemetry` crate's).
 //! [`assoc`] defines the AssociatedGateway data format. Credentials come from
 //! `dm_server::derive_password`, so the DM Server sharing a profile's master key accepts them.
 
@@ -13,10 +14,10 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod issue;
+pub mod observe;
 pub mod profiles;
 pub mod push;
 pub mod records;
-pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;
