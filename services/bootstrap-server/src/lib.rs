@@ -3,8 +3,7 @@
 //!
 //! Layers: [`config`] and [`profiles`] (flags, profiles file) → [`http`] (actix routes, TLS via [`tls`],
 //! [`start`]) → [`engine`] (gateway authentication, device DM sessions, associations) → [`issue`]
-//! (the bootstrap messages), [`push`] (background delivery), [`records`] (what the API shows),
-//! [`observe`] (spans and Prometheus counters; telemetry set-up is the shared `telemetry` crate's).
+//! (the bootstrap messages), [`push`] (background delivery), [`records`] (what the API shows).
 //! [`assoc`] defines the AssociatedGateway data format. Credentials come from
 //! `dm_server::derive_password`, so the DM Server sharing a profile's master key accepts them.
 

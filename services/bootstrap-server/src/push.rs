@@ -1,10 +1,6 @@
 //! Workflow 2 delivery: POST each signed bootstrap to the gateway's push endpoint over verified TLS, in
 //! the background, retrying with bounded exponential backoff, and record every attempt in the engine.
 //!
-//! Each delivery is a `bootstrap push` span continuing the trace of the association that asked for it,
-//! with a `push attempt` span per attempt; the request carries `traceparent`, so the gateway's spans
-//! nest below.
-//!
 //! A 2xx answer delivers; 408, 429, 5xx and transport errors (refused, reset, timeout, TLS) are retried
 //! until `--push-attempts` is reached; any other answer (3xx, 4xx: e.g. a MAC the gateway rejects)
 //! fails at once. Redirects are not followed (the body carries credentials).
@@ -158,7 +154,10 @@ async fn dispatch(
     while running.join_next().await.is_some() {}
 }
 
-/// Deliver one push: attempts until delivered, refused, or out of attempts.
+/// Deliver one push: attempts until delivered, refused, or out of attempts. The delivery is a
+/// `bootstrap push` span continuing the trace of the association that asked for it, with a
+/// `push attempt` span per attempt; the request carries `traceparent`, so the gateway's spans nest
+/// below.
 async fn deliver(
     job: PushJob,
     settings: Arc<PushSettings>,

@@ -1,6 +1,5 @@
-//! The bootstrap server's traces, in a process of their own (one global subscriber): a workflow-1
-//! fetch and a workflow-2 request continue their callers' traces, the push continues into the
-//! gateway's, and no credential, PIN, key or MAC shows in a span or a log line.
+//! The bootstrap server's traces, in a process of their own (one global subscriber): fetches,
+//! device requests and pushes continue their callers' traces into the gateway's, no secret shown.
 
 #![allow(
     clippy::unwrap_used,

@@ -1,8 +1,5 @@
 //! The one HTTP(S) callback server of a device-sim process: `POST /devices/{name}/consent` hands the
 //! gateway's consent request to the right simulated device (name = its DevId escaped as a node name).
-//!
-//! Every request is a server span under the gateway's `traceparent`; `GET /metrics` shows the
-//! process's Prometheus metrics.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -183,7 +180,8 @@ fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -
 }
 
 impl CallbackServer {
-    /// Bind and start the server on the current tokio runtime.
+    /// Bind and start the server on the current tokio runtime. Every request is a server span under
+    /// the caller's `traceparent`; `GET /metrics` shows the process's Prometheus metrics.
     pub async fn start(cfg: CallbackConfig) -> Result<CallbackServer, CallbackError> {
         if cfg.public_base.is_none() && cfg.listen.ip().is_unspecified() {
             return Err(CallbackError::BaseUrl {

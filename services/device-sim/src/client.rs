@@ -1,8 +1,5 @@
 //! The devices' HTTP side: one shared reqwest client (rustls, optional private CA), a target policy
 //! (HTTPS unless told otherwise, loopback only for load runs), and typed calls of the LAN contract.
-//!
-//! Every request is a client span of the current span, with its `traceparent` header
-//! (`telemetry::http::send`): a device's calls made inside its onboarding span are that trace.
 
 use std::path::PathBuf;
 use std::time::Duration;

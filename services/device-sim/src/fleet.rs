@@ -1,9 +1,5 @@
 //! The devices at work: one tokio task per simulated device walks the LAN contract (announce, consent,
 //! provisioning, DM session, heartbeats), and reports each settled onboarding as a `DeviceReport`.
-//!
-//! Each onboarding is a root `device onboarding` span (`dev_id`, `outcome`) holding every request of
-//! it, so the gateway's spans nest under the device's; the user's answer is a `consent prompt` span
-//! (`decision`) under the gateway's consent callback. Heartbeats are short traces of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -163,6 +159,10 @@ enum StepError {
     NoProvisioningUrl,
 }
 
+/// One onboarding of a device. It is a root `device onboarding` span (`dev_id`, `outcome`) holding
+/// every request of it, so the gateway's spans nest under the device's; the user's answer is a
+/// `consent prompt` span (`decision`) under the gateway's consent callback. Heartbeats are short
+/// traces of their own.
 struct Onboarding {
     number: u32,
     started: Instant,

@@ -1,8 +1,6 @@
 //! Workflow 2, the device's part (change request step 5): relay each hand-over the gateway wrote to
 //! `./DMAcc/<X>/Ext/AssociatedGateway` to that account's DM Bootstrap Server as an
-//! `AssociatedGateway` Generic Alert, in a DM session with the bootstrap server (`{base}/dm`), each
-//! in a `bootstrap relay` span whose requests carry `traceparent` (the bootstrap server's push goes on
-//! in the same trace).
+//! `AssociatedGateway` Generic Alert, in a DM session with the bootstrap server (`{base}/dm`).
 
 use std::collections::BTreeMap;
 
@@ -101,7 +99,9 @@ async fn relay_one(
         .ok_or(DmError::AlertUnanswered)
 }
 
-/// Relay every hand-over the gateway wrote; returns the outcome per ServerID.
+/// Relay every hand-over the gateway wrote; returns the outcome per ServerID. Each relay is a
+/// `bootstrap relay` span (child of the current one) whose requests carry `traceparent`, so the
+/// bootstrap server's push goes on in the same trace.
 pub async fn relay_associations(
     transport: &Transport,
     device: &mut SimDevice,

@@ -1,6 +1,5 @@
 //! device-sim's traces, in a process of their own (one global subscriber): an onboarding is one
-//! trace rooted in the device's `device onboarding` span; the gateway's consent callback, the user's
-//! `consent prompt`, provisioning, the DM session and the relay to a bootstrap server nest in it.
+//! trace under the device's `device onboarding` span, the gateway's callback and the relay included.
 
 #![allow(
     clippy::unwrap_used,

@@ -3,8 +3,7 @@
 //!
 //! Layers: [`config`] (flags, accounts, master key) → [`http`] (actix routes, TLS, [`start`]) →
 //! [`engine`] (DM sessions over `omadm::session::ServerSession`) → [`store`] (records, JSON Lines file).
-//! [`derive`] holds the derived-password construction shared with the DM Bootstrap Server; [`observe`]
-//! the spans and Prometheus counters (telemetry set-up is the shared `telemetry` crate's).
+//! [`derive`] holds the derived-password construction shared with the DM Bootstrap Server.
 
 pub mod accounts;
 pub mod config;

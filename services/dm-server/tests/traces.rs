@@ -1,5 +1,5 @@
 //! The dm-server's traces, in a process of their own (one global subscriber): a DM session whose
-//! requests carry a caller's `traceparent` becomes spans of that trace, with no credential anywhere.
+//! requests carry a caller's `traceparent` becomes spans of that trace, with no credential in them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
