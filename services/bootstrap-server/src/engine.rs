@@ -24,12 +24,14 @@ use omadm::secret::Secret;
 use omadm::session::{ClientDirectory, ServerConfig, ServerEvent, ServerSession, ServerState};
 use serde::Serialize;
 use time::OffsetDateTime;
+use tracing::Span;
 use url::Url;
 
 use crate::assoc;
 use crate::config::{DeviceAuth, PushSettings};
 use crate::error::{ServiceError, truncate};
 use crate::issue;
+use crate::observe;
 use crate::profiles::{Profiles, TrustedGateway, check_push_url};
 use crate::records::{
     AssociationOutcome, AssociationRecord, BootstrapRecord, ClientAuth, Delivery, DeliveryState,
@@ -77,6 +79,13 @@ pub struct PushJob {
     pub body: Vec<u8>,
     /// `<mime>; SEC=...; MAC=...`.
     pub content_type: String,
+    /// The ServerID of the DM Server the bootstrap is for.
+    pub server_id: String,
+    /// The gateway it goes to.
+    pub gateway_id: String,
+    /// The W3C `traceparent` of the span that decided the push (its association), so the delivery
+    /// continues that trace.
+    pub traceparent: Option<String>,
 }
 
 impl std::fmt::Debug for PushJob {
@@ -84,7 +93,9 @@ impl std::fmt::Debug for PushJob {
         // The body holds the gateway's password: never print it.
         f.debug_struct("PushJob")
             .field("record_id", &self.record_id)
-            .field("url", &self.url.as_str())
+            .field("url", &observe::shown_url(&self.url))
+            .field("server_id", &self.server_id)
+            .field("gateway_id", &self.gateway_id)
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()
     }
@@ -367,12 +378,39 @@ impl Engine {
     // ---------------------------------------------------------------------------------------------
     // Workflow 2: device DM sessions
 
-    /// Process one DM message of an End Device; returns the reply and the pushes to start.
+    /// Process one DM message of an End Device; returns the reply and the pushes to start. Runs in a
+    /// `bootstrap request` span (child of the current one) with one child span per command; each
+    /// AssociatedGateway item gets an `association` span, which the pushes it starts continue.
     pub fn handle(
         &self,
         req: DmRequest,
         now: Instant,
     ) -> Result<(DmReply, Vec<PushJob>), ServiceError> {
+        let span = observe::request_span(encoding_name(req.encoding));
+        let _entered = span.enter();
+        match self.handle_message(&span, req, now) {
+            Ok((reply, jobs, status)) => {
+                if let Some(code) = status {
+                    span.record("dm.status", code);
+                }
+                span.record("pushes", jobs.len());
+                Ok((reply, jobs))
+            }
+            Err(e) => {
+                span.record("dm.status", e.dm_status());
+                observe::fail(&span, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Engine::handle`] inside its span; also returns the reply's SyncHdr status code.
+    fn handle_message(
+        &self,
+        span: &Span,
+        req: DmRequest,
+        now: Instant,
+    ) -> Result<(DmReply, Vec<PushJob>, Option<u16>), ServiceError> {
         let mut reply_to = DmReplyTo {
             encoding: req.encoding,
             server_uri: self.cfg.dm_uri.clone(),
@@ -393,6 +431,7 @@ impl Engine {
         reply_to.session_id = msg.hdr.session_id.clone();
         reply_to.msg_ref = msg.hdr.msg_id;
         reply_to.client = msg.hdr.source.loc_uri.clone();
+        dm_server::observe::record_header(span, &msg);
         let dev_id = msg.hdr.source.loc_uri.clone();
         let key = (msg.hdr.session_id.clone(), dev_id.clone());
         let nonce = Nonce::generate().map_err(|source| ServiceError::Nonce { source })?;
@@ -477,6 +516,7 @@ impl Engine {
             nonces: &inner.nonces,
             anonymous: &anonymous,
         };
+        let commands = dm_server::observe::command_spans(&msg);
         let step = match active.dm.receive(&msg, &dir, None, nonce) {
             Ok(step) => step,
             Err(e) => {
@@ -493,6 +533,7 @@ impl Engine {
             account = None;
         }
         let mut alerts = Vec::new();
+        let mut refused_with = None;
         for event in step.events {
             match event {
                 ServerEvent::Authenticated { .. } => {
@@ -500,6 +541,7 @@ impl Engine {
                 }
                 ServerEvent::AuthFailed { code, .. } => {
                     tracing::info!(session = %token, dev_id = %dev_id, code, "device authentication refused");
+                    refused_with = Some(code);
                 }
                 ServerEvent::Alert(a) if a.code == alert_code::GENERIC => alerts.push(a),
                 _ => {}
@@ -513,6 +555,14 @@ impl Engine {
                 inner.nonces.remove(&k);
             }
             inner.nonces.insert(dev_id.clone(), n);
+        }
+        let auth = if self.cfg.device_auth == DeviceAuth::None {
+            Some("none")
+        } else {
+            dm_server::observe::auth_value(refused_with, active.dm.account_name().is_some())
+        };
+        if let Some(auth) = auth {
+            span.record("auth", auth);
         }
         if step.ends {
             inner.sessions.remove(&token);
@@ -528,12 +578,19 @@ impl Engine {
                 session_id: &msg.hdr.session_id,
                 correlator: a.correlator.as_deref(),
             };
-            let code = self.generic_alert(&mut inner.records, &sender, &a, wall, &mut jobs);
+            let command = commands
+                .iter()
+                .find(|(id, _)| *id == a.cmd_id)
+                .map_or_else(Span::none, |(_, s)| s.clone());
+            let code = command
+                .in_scope(|| self.generic_alert(&mut inner.records, &sender, &a, wall, &mut jobs));
             if !a.no_resp {
                 set_status(&mut reply, msg.hdr.msg_id, a.cmd_id, code);
             }
         }
         drop(guard);
+        dm_server::observe::record_statuses(&commands, &reply, msg.hdr.msg_id);
+        let status = reply.header_status().map(|s| s.code);
         let body = codec::encode(&reply, req.encoding)
             .map_err(|source| ServiceError::Encode { source })?;
         Ok((
@@ -542,6 +599,7 @@ impl Engine {
                 encoding: req.encoding,
             },
             jobs,
+            status,
         ))
     }
 
@@ -574,6 +632,7 @@ impl Engine {
             && let Some(prev) = records.repeated_association(sender.dev_id, c)
         {
             tracing::info!(dev_id = %sender.dev_id, correlator = c, association = prev.id, "AssociatedGateway repeated: answered, not acted on again");
+            observe::count_association("repeated");
             return prev.status;
         }
         let mut code = status_code::OK;
@@ -590,7 +649,8 @@ impl Engine {
         code
     }
 
-    /// Handle one AssociatedGateway item: check it, record it, and queue the pushes. Returns the status.
+    /// Handle one AssociatedGateway item in its `association` span: check it, record it, and queue
+    /// the pushes (which continue that span's trace). Returns the status.
     fn association(
         &self,
         records: &mut Records,
@@ -599,6 +659,28 @@ impl Engine {
         wall: OffsetDateTime,
         jobs: &mut Vec<PushJob>,
     ) -> u16 {
+        let span = observe::association_span(sender.dev_id);
+        let _entered = span.enter();
+        let (status, outcome) = self.associate(records, sender, item, wall, jobs, &span);
+        span.record("dm.status", status);
+        span.record("outcome", outcome.as_str());
+        observe::count_association(outcome.as_str());
+        if outcome != AssociationOutcome::Accepted {
+            observe::fail(&span, outcome.as_str());
+        }
+        status
+    }
+
+    /// [`Engine::association`] inside its span: the status and the outcome.
+    fn associate(
+        &self,
+        records: &mut Records,
+        sender: &Sender<'_>,
+        item: &GenericAlert,
+        wall: OffsetDateTime,
+        jobs: &mut Vec<PushJob>,
+        span: &Span,
+    ) -> (u16, AssociationOutcome) {
         let mut rec = AssociationRecord {
             id: 0,
             received_at: wall,
@@ -616,6 +698,12 @@ impl Engine {
             bootstraps: Vec::new(),
         };
         let planned = self.plan_association(records, item, &mut rec);
+        if let Some(g) = &rec.gateway_id {
+            span.record("gateway_id", observe::cut(g));
+        }
+        if !rec.server_ids.is_empty() {
+            span.record("server_ids", observe::cut(&rec.server_ids.join(",")));
+        }
         let planned = match planned {
             Ok(p) => p,
             Err((status, outcome, reason)) => {
@@ -632,9 +720,10 @@ impl Engine {
                     reason = ?rec.reason,
                     "AssociatedGateway refused"
                 );
-                return status;
+                return (status, outcome);
             }
         };
+        let traceparent = telemetry::traceparent_of(span);
         let association_id = records.add_association(rec.clone());
         let mut ids = Vec::with_capacity(planned.len());
         for p in planned {
@@ -681,6 +770,9 @@ impl Engine {
                         url,
                         body,
                         content_type,
+                        server_id,
+                        gateway_id: rec.gateway_id.clone().unwrap_or_default(),
+                        traceparent: traceparent.clone(),
                     });
                     ids.push(id);
                 }
@@ -697,7 +789,7 @@ impl Engine {
             unknown = ?rec.unknown_server_ids,
             "AssociatedGateway accepted"
         );
-        status_code::OK
+        (status_code::OK, AssociationOutcome::Accepted)
     }
 
     /// Check an AssociatedGateway item and build its bootstraps, filling `rec` with what it says.

@@ -219,6 +219,20 @@ pub enum ServiceError {
     },
 }
 
+impl ServiceError {
+    /// The DM status code of the SyncHdr Status a DM answer to this error carries (the HTTP status
+    /// for errors answered otherwise).
+    pub fn dm_status(&self) -> u16 {
+        match self {
+            ServiceError::MalformedMessage { code, .. } | ServiceError::Session { code, .. } => {
+                *code
+            }
+            ServiceError::TooManySessions { .. } => 503,
+            other => other.status_code().as_u16(),
+        }
+    }
+}
+
 /// The longest error reason put into a response.
 const MAX_REASON: usize = 200;
 

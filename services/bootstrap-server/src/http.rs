@@ -1,5 +1,5 @@
 //! The HTTP face: `GET /bootstrap/{server_id}` (workflow 1), `POST /dm` (End Devices' DM sessions,
-//! workflow 2), the JSON API under `/api/v1`, `/healthz`; TLS through rustls; and [`start`].
+//! workflow 2), the JSON API, `/healthz`, `/metrics`, a span per request; TLS; and [`start`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use dm_server::engine::DmRequest;
 use dm_server::http::dm_encoding;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use crate::config::{Config, DeviceAuth};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{ServiceError, StartError, truncate};
+use crate::observe;
 use crate::push::{self, Pusher};
 use crate::records::ListQuery;
 use crate::tls::{self, PeerCertificate};
@@ -92,22 +94,68 @@ pub fn negotiate(accept: Option<&str>) -> Result<Encoding, ServiceError> {
     best.map(|(_, e)| e).ok_or_else(|| not_acceptable(accept))
 }
 
+/// Workflow 1, in a `bootstrap fetch` span: the requested ServerID, the gateway once authenticated,
+/// how it authenticated (never its credentials), the answer; a refusal sets the error status.
 fn serve_bootstrap(
     req: &HttpRequest,
     server_id: &str,
     engine: &Engine,
+) -> Result<HttpResponse, ServiceError> {
+    let span = observe::fetch_span(server_id);
+    let _entered = span.enter();
+    let result = fetch(req, server_id, engine, &span);
+    let (status, outcome) = match &result {
+        Ok(resp) => (resp.status().as_u16(), "issued"),
+        Err(e) => {
+            observe::fail(&span, &e.to_string());
+            (
+                actix_web::ResponseError::status_code(e).as_u16(),
+                observe::fetch_outcome(e),
+            )
+        }
+    };
+    span.record("http.response.status_code", status);
+    span.record("outcome", outcome);
+    observe::count_job(1, outcome);
+    result
+}
+
+fn fetch(
+    req: &HttpRequest,
+    server_id: &str,
+    engine: &Engine,
+    span: &tracing::Span,
 ) -> Result<HttpResponse, ServiceError> {
     let certificate = req.conn_data::<PeerCertificate>().and_then(|p| p.0);
     let authorization = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let (gateway, how) = engine.authenticate_gateway(certificate.as_ref(), authorization)?;
+    let (gateway, how) = engine
+        .authenticate_gateway(certificate.as_ref(), authorization)
+        .inspect_err(|_| {
+            span.record("auth", "failed");
+        })?;
+    span.record("gateway_id", observe::cut(&gateway.gateway_id));
+    span.record(
+        "auth",
+        match how {
+            crate::records::ClientAuth::Certificate => "certificate",
+            crate::records::ClientAuth::Basic => "basic",
+        },
+    );
     let accept = req
         .headers()
         .get(ACCEPT)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     let encoding = negotiate(accept)?;
+    span.record(
+        "encoding",
+        match encoding {
+            Encoding::Xml => "xml",
+            Encoding::Wbxml => "wbxml",
+        },
+    );
     let body = engine.issue_workflow1(gateway, server_id, encoding, how)?;
     Ok(HttpResponse::Ok()
         .content_type(encoding.mime())
@@ -199,11 +247,14 @@ async fn dm(
         hmac: None,
     };
     let engine = engine.into_inner();
-    let (reply, jobs) = web::block(move || engine.handle(request, Instant::now()))
-        .await
-        .map_err(|e| ServiceError::Blocking {
-            reason: e.to_string(),
-        })??;
+    // The engine's spans are children of this request's span, also on the blocking pool.
+    let span = tracing::Span::current();
+    let (reply, jobs) =
+        web::block(move || span.in_scope(|| engine.handle(request, Instant::now())))
+            .await
+            .map_err(|e| ServiceError::Blocking {
+                reason: e.to_string(),
+            })??;
     pusher.submit(jobs);
     Ok(HttpResponse::Ok()
         .content_type(reply.encoding.mime())
@@ -220,6 +271,11 @@ async fn associations(q: web::Query<ListQuery>, engine: web::Data<Engine>) -> Ht
 
 async fn healthz(engine: web::Data<Engine>) -> HttpResponse {
     HttpResponse::Ok().json(engine.health())
+}
+
+/// `GET /metrics`: the process's Prometheus metrics (text exposition format).
+async fn metrics() -> HttpResponse {
+    telemetry::prometheus::render(&telemetry::prometheus::install())
 }
 
 /// The routes, for `App::configure`.
@@ -241,7 +297,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/dm").route(web::post().to(dm)))
     .service(web::resource("/api/v1/bootstraps").route(web::get().to(bootstraps)))
     .service(web::resource("/api/v1/associations").route(web::get().to(associations)))
-    .service(web::resource("/healthz").route(web::get().to(healthz)));
+    .service(web::resource("/healthz").route(web::get().to(healthz)))
+    .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// A started server.
@@ -366,10 +423,13 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
         config.profiles.clone(),
     ));
     let (pusher, pusher_task) = push::spawn(config.push.clone(), client, engine.clone());
+    // Metrics recorded from now on show on /metrics.
+    telemetry::prometheus::install();
     let engine_data = web::Data::from(engine.clone());
     let pusher_data = web::Data::new(pusher);
     let mut http = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(telemetry::http::server))
             .app_data(engine_data.clone())
             .app_data(pusher_data.clone())
             .configure(routes)

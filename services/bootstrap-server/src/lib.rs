@@ -13,10 +13,10 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod issue;
+pub mod observe;
 pub mod profiles;
 pub mod push;
 pub mod records;
-pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;

@@ -1,15 +1,43 @@
-//! The `bootstrap-server` binary: parse the flags, load the profiles, start the server, print the
-//! listening line, run until SIGTERM/SIGINT.
+//! The `bootstrap-server` binary: parse the flags, set up telemetry (logs, OTLP traces), load the
+//! profiles, start the server, print the listening line, run until SIGTERM/SIGINT.
 
 use std::process::ExitCode;
 
 use bootstrap_server::config::{Cli, Config};
 use clap::Parser;
+use telemetry::{LogFormat, Options};
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    bootstrap_server::telemetry::init(cli.log_json);
+    let telemetry = match telemetry::init(Options {
+        service_name: "bootstrap-server",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: if cli.log_json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        filter: std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| "info".to_owned()),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("bootstrap-server: telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
+        tracing::info!(protocol = exporter.protocol, "exporting traces over OTLP");
+    }
+    let code = actix_rt::System::new().block_on(run(cli));
+    // Flush the spans still queued, off the runtime.
+    drop(telemetry);
+    code
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let config = match Config::from_cli(cli, &|var| std::env::var(var).ok()) {
         Ok(c) => c,
         Err(e) => {

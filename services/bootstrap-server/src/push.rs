@@ -12,10 +12,12 @@ use reqwest::header::CONTENT_TYPE;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::PushSettings;
 use crate::engine::{AttemptOutcome, Engine, PushJob};
 use crate::error::StartError;
+use crate::observe;
 
 /// Pushes waiting to start before new ones are refused (recorded as failed).
 pub const QUEUE_CAPACITY: usize = 1024;
@@ -100,6 +102,7 @@ impl Pusher {
                     mpsc::error::TrySendError::Closed(_) => "the server is stopping",
                 };
                 tracing::warn!(bootstrap = id, error, "push not queued");
+                observe::count_job(2, "failed");
                 self.engine.record_push(
                     id,
                     0,
@@ -151,74 +154,143 @@ async fn dispatch(
     while running.join_next().await.is_some() {}
 }
 
-/// Deliver one push: attempts until delivered, refused, or out of attempts.
-#[tracing::instrument(skip_all, fields(bootstrap = job.record_id, url = %job.url))]
+/// Deliver one push: attempts until delivered, refused, or out of attempts. The delivery is a
+/// `bootstrap push` span continuing the trace of the association that asked for it, with a
+/// `push attempt` span per attempt; the request carries `traceparent`, so the gateway's spans nest
+/// below.
 async fn deliver(
     job: PushJob,
     settings: Arc<PushSettings>,
     client: reqwest::Client,
     engine: Arc<Engine>,
 ) {
+    let span = observe::push_span(
+        job.record_id,
+        &job.server_id,
+        &job.gateway_id,
+        &job.url,
+        job.traceparent.as_deref(),
+    );
+    let (attempts, status, delivered) = attempts(&job, &settings, &client, &engine)
+        .instrument(span.clone())
+        .await;
+    span.record("attempts", attempts);
+    if let Some(status) = status {
+        span.record("http.response.status_code", status);
+    }
+    span.record("outcome", if delivered { "delivered" } else { "failed" });
+    if !delivered {
+        observe::fail(&span, "the push was not delivered");
+    }
+    observe::count_job(2, if delivered { "delivered" } else { "failed" });
+}
+
+/// What follows an attempt.
+enum Next {
+    /// Delivered, or failed for good: `true` when delivered.
+    Done(bool),
+    /// Try again after this wait.
+    Retry(Duration),
+}
+
+/// The attempts of one push: (attempts made, last HTTP status, delivered).
+async fn attempts(
+    job: &PushJob,
+    settings: &PushSettings,
+    client: &reqwest::Client,
+    engine: &Engine,
+) -> (u32, Option<u16>, bool) {
     let max = settings.max_attempts.max(1);
+    let mut last_status = None;
     for attempt in 1..=max {
-        let sent = client
+        let span = observe::attempt_span(attempt);
+        let request = client
             .post(job.url.clone())
             .header(CONTENT_TYPE, job.content_type.as_str())
-            .body(job.body.clone())
-            .send()
-            .await;
-        let (status, error, retryable) = match sent {
-            Ok(resp) => {
-                let st = resp.status();
-                if st.is_success() {
-                    tracing::info!(attempt, status = st.as_u16(), "bootstrap pushed");
-                    engine.record_push(
-                        job.record_id,
-                        attempt,
-                        &AttemptOutcome::Delivered {
-                            status: st.as_u16(),
-                        },
-                    );
-                    return;
-                }
-                let retryable = st.is_server_error()
-                    || st == reqwest::StatusCode::REQUEST_TIMEOUT
-                    || st == reqwest::StatusCode::TOO_MANY_REQUESTS;
-                (
-                    Some(st.as_u16()),
-                    format!("the gateway answered HTTP {}", st.as_u16()),
-                    retryable,
-                )
-            }
-            Err(e) => (None, error_chain(&e), true),
-        };
-        if !retryable || attempt >= max {
-            let error = if retryable {
-                format!("gave up after {attempt} attempts: {error}")
-            } else {
-                error
-            };
-            tracing::warn!(attempt, status = ?status, error = %error, "push failed");
-            engine.record_push(
-                job.record_id,
-                attempt,
-                &AttemptOutcome::GaveUp { status, error },
-            );
-            return;
+            .body(job.body.clone());
+        let sent = telemetry::http::send(request)
+            .instrument(span.clone())
+            .await
+            .map(|resp| resp.status());
+        if let Ok(st) = &sent {
+            last_status = Some(st.as_u16());
         }
-        let wait = backoff(&settings, attempt);
-        tracing::info!(attempt, status = ?status, error = %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "push attempt failed");
+        let next = span.in_scope(|| judge(job, settings, engine, attempt, max, sent, &span));
+        match next {
+            Next::Done(delivered) => return (attempt, last_status, delivered),
+            Next::Retry(wait) => tokio::time::sleep(wait).await,
+        }
+    }
+    (max, last_status, false)
+}
+
+/// Record the outcome of attempt `attempt` (in its span and in the engine) and say what follows.
+fn judge(
+    job: &PushJob,
+    settings: &PushSettings,
+    engine: &Engine,
+    attempt: u32,
+    max: u32,
+    sent: reqwest::Result<reqwest::StatusCode>,
+    span: &tracing::Span,
+) -> Next {
+    let (status, error, retryable) = match sent {
+        Ok(st) => {
+            span.record("http.response.status_code", st.as_u16());
+            if st.is_success() {
+                span.record("outcome", "delivered");
+                tracing::info!(attempt, status = st.as_u16(), "bootstrap pushed");
+                engine.record_push(
+                    job.record_id,
+                    attempt,
+                    &AttemptOutcome::Delivered {
+                        status: st.as_u16(),
+                    },
+                );
+                return Next::Done(true);
+            }
+            let retryable = st.is_server_error()
+                || st == reqwest::StatusCode::REQUEST_TIMEOUT
+                || st == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            (
+                Some(st.as_u16()),
+                format!("the gateway answered HTTP {}", st.as_u16()),
+                retryable,
+            )
+        }
+        Err(e) => (None, error_chain(&e), true),
+    };
+    span.record("otel.status_code", "ERROR");
+    if !retryable || attempt >= max {
+        let error = if retryable {
+            format!("gave up after {attempt} attempts: {error}")
+        } else {
+            error
+        };
+        span.record("outcome", "failed");
+        tracing::warn!(attempt, status = ?status, error = %error, "push failed");
         engine.record_push(
             job.record_id,
             attempt,
-            &AttemptOutcome::Retry {
-                status,
-                error,
-                next_at: OffsetDateTime::now_utc() + wait,
-            },
+            &AttemptOutcome::GaveUp { status, error },
         );
-        tokio::time::sleep(wait).await;
+        return Next::Done(false);
     }
+    let wait = backoff(settings, attempt);
+    let retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    span.record("outcome", "retry");
+    span.record("retry_in_ms", retry_in_ms);
+    tracing::info!(attempt, status = ?status, error = %error, retry_in_ms, "push attempt failed");
+    engine.record_push(
+        job.record_id,
+        attempt,
+        &AttemptOutcome::Retry {
+            status,
+            error,
+            next_at: OffsetDateTime::now_utc() + wait,
+        },
+    );
+    Next::Retry(wait)
 }
 
 #[cfg(test)]

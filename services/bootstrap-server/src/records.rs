@@ -98,6 +98,18 @@ pub enum AssociationOutcome {
     Failed,
 }
 
+impl AssociationOutcome {
+    /// The name used in records, spans and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssociationOutcome::Accepted => "accepted",
+            AssociationOutcome::Refused => "refused",
+            AssociationOutcome::Malformed => "malformed",
+            AssociationOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One AssociatedGateway alert item received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssociationRecord {

@@ -756,3 +756,68 @@ async fn binary_prints_its_address() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("address"));
 }
+
+#[actix_web::test]
+async fn metrics_count_jobs_and_requests() {
+    let pki = Pki::new("metrics");
+    let receiver = Receiver::start(&pki, free_listener(), 204);
+    let s = tls_server(&pki, false, &profiles_toml(Some(&receiver.url), None));
+    for password in [GW_PASSWORD, "wrong"] {
+        s.http
+            .get(s.url(&format!("/bootstrap/{DMS1}")))
+            .header("authorization", basic(GW_USER, password))
+            .send()
+            .await
+            .unwrap();
+    }
+    let data = association_data(GW, &receiver.url, &[DMS1]);
+    let mut dev = device(&s, "1", None, vec![associated_gateway("m-1", &data)]);
+    run_session(&s.http, &mut dev, Encoding::Xml).await.unwrap();
+    let id = s.get_json("/api/v1/associations").await["items"][0]["bootstraps"][0]
+        .as_u64()
+        .unwrap();
+    s.wait_bootstrap(id, |r| r["delivery"]["state"] == "delivered")
+        .await;
+    let resp = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    let has = |name: &str, labels: &[&str]| {
+        text.lines()
+            .any(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+    };
+    assert!(
+        has(
+            "bootstrap_server_jobs_total{",
+            &["workflow=\"1\"", "outcome=\"issued\""]
+        ),
+        "{text}"
+    );
+    assert!(has(
+        "bootstrap_server_jobs_total{",
+        &["workflow=\"1\"", "outcome=\"unauthorized\""]
+    ));
+    assert!(has(
+        "bootstrap_server_jobs_total{",
+        &["workflow=\"2\"", "outcome=\"delivered\""]
+    ));
+    assert!(has(
+        "bootstrap_server_associations_total{",
+        &["outcome=\"accepted\""]
+    ));
+    assert!(has(
+        "http_server_request_duration_seconds_bucket{",
+        &["route=\"/bootstrap/{server_id}\"", "status=\"401\""]
+    ));
+    assert!(has(
+        "http_server_request_duration_seconds_bucket{",
+        &["method=\"POST\"", "route=\"/dm\""]
+    ));
+    s.stop().await;
+    receiver.stop().await;
+}

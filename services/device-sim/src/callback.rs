@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -15,7 +16,6 @@ use url::Url;
 
 use crate::lan::{CALLBACK_CONSENT_SUFFIX, ConsentRequest, ErrorBody};
 use crate::tls::{self, TlsError};
-use crate::trace::{TRACEPARENT, Trace};
 
 /// Largest consent request body accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -83,14 +83,15 @@ impl Default for CallbackConfig {
     }
 }
 
-/// A consent request as a device receives it: the body, and the gateway's trace when the request
-/// carried a valid `traceparent`.
+/// A consent request as a device receives it: the body, and the `traceparent` of the callback's
+/// server span (a child of the gateway's span when the request carried a valid `traceparent`), so the
+/// device's answer continues the gateway's trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentCall {
     /// The request body.
     pub request: ConsentRequest,
-    /// The gateway's trace.
-    pub trace: Option<Trace>,
+    /// The callback's span context, when tracing is on.
+    pub traceparent: Option<String>,
 }
 
 type Routes = Arc<RwLock<HashMap<String, mpsc::Sender<ConsentCall>>>>;
@@ -114,16 +115,10 @@ fn error(status: actix_web::http::StatusCode, text: &str) -> HttpResponse {
 async fn consent(
     routes: web::Data<Routes>,
     name: web::Path<String>,
-    http: actix_web::HttpRequest,
     body: web::Json<ConsentRequest>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
     let req = body.into_inner();
-    let trace = http
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(Trace::parse);
     if req.consent_token.trim().is_empty() || req.gateway_id.trim().is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -141,7 +136,7 @@ async fn consent(
     };
     match sender.try_send(ConsentCall {
         request: req,
-        trace,
+        traceparent: telemetry::traceparent(),
     }) {
         Ok(()) => HttpResponse::Accepted().finish(),
         Err(mpsc::error::TrySendError::Full(_)) => error(
@@ -156,6 +151,11 @@ async fn consent(
 
 async fn healthz() -> HttpResponse {
     HttpResponse::NoContent().finish()
+}
+
+/// `GET /metrics`: the process's Prometheus metrics (text exposition format).
+async fn metrics() -> HttpResponse {
+    telemetry::prometheus::render(&telemetry::prometheus::install())
 }
 
 fn json_error(
@@ -180,7 +180,8 @@ fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -
 }
 
 impl CallbackServer {
-    /// Bind and start the server on the current tokio runtime.
+    /// Bind and start the server on the current tokio runtime. Every request is a server span under
+    /// the caller's `traceparent`; `GET /metrics` shows the process's Prometheus metrics.
     pub async fn start(cfg: CallbackConfig) -> Result<CallbackServer, CallbackError> {
         if cfg.public_base.is_none() && cfg.listen.ip().is_unspecified() {
             return Err(CallbackError::BaseUrl {
@@ -211,8 +212,11 @@ impl CallbackServer {
         };
         let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
         let data = web::Data::new(routes.clone());
+        // Metrics recorded from now on show on /metrics.
+        telemetry::prometheus::install();
         let factory = move || {
             App::new()
+                .wrap(from_fn(telemetry::http::server))
                 .app_data(data.clone())
                 .app_data(
                     web::JsonConfig::default()
@@ -225,6 +229,7 @@ impl CallbackServer {
                     web::post().to(consent),
                 )
                 .route("/healthz", web::get().to(healthz))
+                .route("/metrics", web::get().to(metrics))
         };
         let server = HttpServer::new(factory)
             .workers(cfg.workers.max(1))
@@ -331,10 +336,22 @@ mod tests {
             gateway_name: Some("Home gateway".into()),
             consent_token: "tok".into(),
         };
+        // With tracing on, the device gets the callback's span context: the gateway's trace, the
+        // callback's server span as parent.
+        let _ = telemetry::init_with(
+            telemetry::Options {
+                service_name: "device-sim",
+                service_version: env!("CARGO_PKG_VERSION"),
+                log_format: telemetry::LogFormat::Text,
+                filter: "info".into(),
+            },
+            None,
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
+        );
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let resp = http
             .post(format!("{url}/consent"))
-            .header(TRACEPARENT, tp)
+            .header("traceparent", tp)
             .json(&body)
             .send()
             .await
@@ -342,7 +359,11 @@ mod tests {
         assert_eq!(resp.status().as_u16(), 202);
         let call = rx.recv().await.unwrap();
         assert_eq!(call.request, body);
-        assert_eq!(call.trace, Trace::parse(tp));
+        let got = call.traceparent.unwrap();
+        assert!(
+            got.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && got != tp,
+            "{got}"
+        );
 
         let unknown = server.callback_url("IMEI:2").unwrap();
         let resp = http

@@ -15,7 +15,6 @@ use crate::lan::{
     HEARTBEAT_PATH, Heartbeat,
 };
 use crate::tls::{self, TlsError};
-use crate::trace::{TRACEPARENT, Trace};
 
 /// Largest response body read from the gateway (DM messages are bounded tighter by the codec).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -290,21 +289,16 @@ impl Transport {
         Ok(body)
     }
 
-    /// Send a request; answers other than 2xx become [`ClientError::Status`]. Returns the status
-    /// and the body.
+    /// Send a request in a client span of the current span (with its `traceparent`); answers other
+    /// than 2xx become [`ClientError::Status`]. Returns the status and the body.
     async fn send(
         &self,
         method: &'static str,
         url: &Url,
-        mut request: reqwest::RequestBuilder,
-        trace: Option<&Trace>,
+        request: reqwest::RequestBuilder,
     ) -> Result<(u16, Vec<u8>), ClientError> {
         self.policy.check(url)?;
-        if let Some(t) = trace {
-            request = request.header(TRACEPARENT, t.traceparent());
-        }
-        let resp = request
-            .send()
+        let resp = telemetry::http::send(request)
             .await
             .map_err(|e| transport_error(method, url, e))?;
         let status = resp.status().as_u16();
@@ -329,10 +323,9 @@ impl Transport {
         &self,
         url: &Url,
         body: &B,
-        trace: Option<&Trace>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
         let req = self.http.post(url.clone()).json(body);
-        self.send("POST", url, req, trace).await
+        self.send("POST", url, req).await
     }
 
     /// `GET` a JSON document, with an optional bearer token.
@@ -348,7 +341,7 @@ impl Transport {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let (_, body) = self.send("GET", url, req, None).await?;
+        let (_, body) = self.send("GET", url, req).await?;
         parse_json(url, &body)
     }
 
@@ -357,13 +350,12 @@ impl Transport {
         &self,
         url: &Url,
         encoding: Encoding,
-        trace: Option<&Trace>,
     ) -> Result<Vec<u8>, ClientError> {
         let req = self
             .http
             .get(url.clone())
             .header(reqwest::header::ACCEPT, encoding.mime());
-        let (_, body) = self.send("GET", url, req, trace).await?;
+        let (_, body) = self.send("GET", url, req).await?;
         Ok(body)
     }
 
@@ -374,7 +366,6 @@ impl Transport {
         encoding: Encoding,
         body: Vec<u8>,
         hmac: Option<String>,
-        trace: Option<&Trace>,
     ) -> Result<Vec<u8>, ClientError> {
         let mut req = self
             .http
@@ -385,7 +376,7 @@ impl Transport {
         if let Some(mac) = hmac {
             req = req.header(HMAC_HEADER, mac);
         }
-        let (_, body) = self.send("POST", url, req, trace).await?;
+        let (_, body) = self.send("POST", url, req).await?;
         Ok(body)
     }
 }
@@ -471,13 +462,9 @@ impl GatewayClient {
     }
 
     /// Step 1-1: `POST /lan/v1/announce`.
-    pub async fn announce(
-        &self,
-        body: &Announce,
-        trace: &Trace,
-    ) -> Result<AnnounceReply, ClientError> {
+    pub async fn announce(&self, body: &Announce) -> Result<AnnounceReply, ClientError> {
         let url = self.endpoint(ANNOUNCE_PATH)?;
-        let (_, bytes) = self.transport.post_json(&url, body, Some(trace)).await?;
+        let (_, bytes) = self.transport.post_json(&url, body).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(AnnounceReply::default());
         }
@@ -485,13 +472,12 @@ impl GatewayClient {
     }
 
     /// `POST /lan/v1/heartbeat`: `Known` on 2xx, `Unknown` on 404.
-    /// Heartbeats carry no trace context: they belong to no onboarding.
     pub async fn heartbeat(&self, dev_id: &str) -> Result<HeartbeatOutcome, ClientError> {
         let url = self.endpoint(HEARTBEAT_PATH)?;
         let body = Heartbeat {
             dev_id: dev_id.to_owned(),
         };
-        match self.transport.post_json(&url, &body, None).await {
+        match self.transport.post_json(&url, &body).await {
             Ok(_) => Ok(HeartbeatOutcome::Known),
             Err(e) if e.status() == Some(404) => Ok(HeartbeatOutcome::Unknown),
             Err(e) => Err(e),
@@ -500,13 +486,9 @@ impl GatewayClient {
 
     /// Step 1-2: `POST /lan/v1/consent`; returns the provisioning URL when allowed (resolved against
     /// the gateway's base URL).
-    pub async fn consent(
-        &self,
-        body: &ConsentAnswer,
-        trace: &Trace,
-    ) -> Result<Option<Url>, ClientError> {
+    pub async fn consent(&self, body: &ConsentAnswer) -> Result<Option<Url>, ClientError> {
         let url = self.endpoint(CONSENT_PATH)?;
-        let (_, bytes) = self.transport.post_json(&url, body, Some(trace)).await?;
+        let (_, bytes) = self.transport.post_json(&url, body).await?;
         let reply: ConsentReply = if bytes.iter().all(u8::is_ascii_whitespace) {
             ConsentReply::default()
         } else {
@@ -524,11 +506,8 @@ impl GatewayClient {
         &self,
         url: &Url,
         encoding: Encoding,
-        trace: &Trace,
     ) -> Result<Vec<u8>, ClientError> {
-        self.transport
-            .get_bootstrap(url, encoding, Some(trace))
-            .await
+        self.transport.get_bootstrap(url, encoding).await
     }
 }
 

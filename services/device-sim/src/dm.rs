@@ -7,11 +7,11 @@ use omadm::model::{Command, SyncMl, status_code};
 use omadm::session::{ClientStep, SessionError};
 use serde::Serialize;
 use thiserror::Error;
-use tracing::{debug, info};
+use tracing::field::Empty;
+use tracing::{Instrument, debug, info};
 
 use crate::client::{ClientError, Transport, resolve};
 use crate::device::{DMS_LIST_TAG, DeviceError, SimDevice};
-use crate::trace::Trace;
 
 /// Most messages the device sends in one session before it gives up.
 pub const MAX_ROUNDS: u32 = 32;
@@ -100,20 +100,62 @@ fn record_commands(msg: &SyncMl, out: &mut Vec<String>) {
 /// Run a whole DM session with the gateway the device was provisioned for. When the device knows no
 /// nonce for the gateway yet, package 1 goes without `Cred` so the gateway challenges (407) and
 /// hands one out; package 1 is then sent again with credentials.
+///
+/// The session is a `dm session` span (child of the current one): `server_id` (the gateway's),
+/// `session_id`, `messages`, `challenged`, `alert.status`; a failure sets the error status.
 pub async fn run_session(
     transport: &Transport,
     device: &mut SimDevice,
     encoding: Encoding,
     limits: &Limits,
-    trace: &Trace,
+) -> Result<SessionSummary, DmError> {
+    let span = tracing::info_span!(
+        "dm session",
+        server_id = Empty,
+        session_id = Empty,
+        dm.encoding = match encoding {
+            Encoding::Xml => "xml",
+            Encoding::Wbxml => "wbxml",
+        },
+        messages = Empty,
+        challenged = Empty,
+        alert.status = Empty,
+        otel.status_code = Empty,
+        otel.status_message = Empty,
+    );
+    let result = session(transport, device, encoding, limits, &span)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(summary) => {
+            span.record("messages", summary.messages);
+            span.record("challenged", summary.challenged);
+            span.record("alert.status", summary.alert_status);
+        }
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", tracing::field::display(e));
+        }
+    }
+    result
+}
+
+async fn session(
+    transport: &Transport,
+    device: &mut SimDevice,
+    encoding: Encoding,
+    limits: &Limits,
+    span: &tracing::Span,
 ) -> Result<SessionSummary, DmError> {
     let gw = device.gateway().ok_or(DeviceError::NotProvisioned)?;
+    span.record("server_id", gw.server_id.as_str());
     let base = url::Url::parse(gw.dm_url.trim()).map_err(|e| ClientError::InvalidUrl {
         url: gw.dm_url.clone(),
         reason: e.to_string(),
     })?;
     let ask_for_challenge = gw.nonce.is_none();
     let session_id = format!("{}", rand::random_range(1..=65_535u32));
+    span.record("session_id", session_id.as_str());
     let reported = device.reported_server_ids()?;
     info!(
         session_id = %session_id,
@@ -142,9 +184,7 @@ pub async fn run_session(
         let url = resolve(&base, &session.config().server_uri)?;
         summary.messages = summary.messages.saturating_add(1);
         debug!(msg_id = msg.hdr.msg_id, %url, bytes = body.len(), "DM message to the gateway");
-        let reply_bytes = transport
-            .post_dm(&url, encoding, body, mac, Some(trace))
-            .await?;
+        let reply_bytes = transport.post_dm(&url, encoding, body, mac).await?;
         let reply = codec::decode(&reply_bytes, limits)?;
         if let Some(hs) = reply.header_status()
             && matches!(
@@ -174,6 +214,7 @@ pub async fn run_session(
         .find(|o| o.tag.as_deref() == Some(DMS_LIST_TAG))
         .map(|o| o.code)
         .ok_or(DmError::AlertUnanswered)?;
+    span.record("alert.status", code);
     if !(200..300).contains(&code) {
         return Err(DmError::AlertRefused { code });
     }

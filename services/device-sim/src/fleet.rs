@@ -10,7 +10,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 use url::Url;
 
 use crate::callback::{CallbackError, CallbackServer, ConsentCall};
@@ -20,12 +21,13 @@ use crate::dm::{self, DmError, SessionSummary};
 use crate::lan::{Announce, ConsentAnswer, ConsentRequest, heartbeat_secs};
 use crate::relay;
 use crate::scenario::DeviceSpec;
-use crate::trace::Trace;
 
 /// First pause before announcing again after a transient failure; doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest pause between announcement attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Counter of settled onboardings by `outcome` (`done`, `refused`, `failed`).
+pub const ONBOARDINGS_TOTAL: &str = "device_sim_onboardings_total";
 
 /// How a device's onboarding ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,6 +39,17 @@ pub enum Outcome {
     Refused,
     /// Something failed; see the reason.
     Failed,
+}
+
+impl Outcome {
+    /// The name in reports, spans and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 /// One step of an onboarding, with the time since the device started it (its announcement).
@@ -146,6 +159,10 @@ enum StepError {
     NoProvisioningUrl,
 }
 
+/// One onboarding of a device. It is a root `device onboarding` span (`dev_id`, `outcome`) holding
+/// every request of it, so the gateway's spans nest under the device's; the user's answer is a
+/// `consent prompt` span (`decision`) under the gateway's consent callback. Heartbeats are short
+/// traces of their own.
 struct Onboarding {
     number: u32,
     started: Instant,
@@ -153,8 +170,24 @@ struct Onboarding {
     gateway_id: Option<String>,
     dev_id: String,
     events: mpsc::UnboundedSender<DeviceEvent>,
-    trace: Trace,
+    /// The `device onboarding` span; `Span::none()` once the onboarding settled.
+    span: Span,
     relayed: BTreeMap<String, crate::relay::RelayOutcome>,
+}
+
+/// A root `device onboarding` span.
+fn onboarding_span(dev_id: &str, number: u32) -> Span {
+    info_span!(
+        parent: None,
+        "device onboarding",
+        dev_id = %dev_id,
+        onboarding = number,
+        gateway_id = Empty,
+        resumed = Empty,
+        outcome = Empty,
+        otel.status_code = Empty,
+        otel.status_message = Empty,
+    )
 }
 
 impl Onboarding {
@@ -166,14 +199,59 @@ impl Onboarding {
             gateway_id: None,
             dev_id: dev_id.to_owned(),
             events: events.clone(),
-            trace: Trace::random(),
+            span: onboarding_span(dev_id, number),
             relayed: BTreeMap::new(),
         }
     }
 
+    /// Make sure the rest of the onboarding runs in the trace of a consent callback whose span
+    /// context is `traceparent`: a gateway that continued the device's trace changes nothing; when
+    /// the onboarding already settled, or the gateway's callback is in another trace (it lost the
+    /// device's), the onboarding goes on in a new `device onboarding` span under the callback.
+    fn join(&mut self, traceparent: Option<&str>) {
+        let theirs = traceparent.and_then(|t| t.split('-').nth(1));
+        let ours = telemetry::propagation::trace_id_of(&self.span);
+        let other_trace = theirs.is_some() && ours.as_deref() != theirs;
+        if !self.span.is_none() && !other_trace {
+            return;
+        }
+        if !self.span.is_none() {
+            self.span.record("outcome", "continued");
+        }
+        let span = onboarding_span(&self.dev_id, self.number);
+        span.record("resumed", true);
+        if let Some(g) = &self.gateway_id {
+            span.record("gateway_id", g.as_str());
+        }
+        telemetry::parent_from_traceparent(&span, traceparent);
+        self.span = span;
+    }
+
+    /// The onboarding settled: record how on its span, count it, and end the span.
+    fn finish(&mut self, report: &DeviceReport) {
+        let outcome = report.outcome.as_str();
+        self.span.record("outcome", outcome);
+        if report.outcome == Outcome::Failed {
+            self.span.record("otel.status_code", "ERROR");
+            if let Some(r) = &report.reason {
+                self.span.record("otel.status_message", r.as_str());
+            }
+        }
+        metrics::counter!(ONBOARDINGS_TOTAL, "outcome" => outcome).increment(1);
+        self.span = Span::none();
+    }
+
+    /// The onboarding is given up before it settled (a new one starts).
+    fn abandon(&mut self) {
+        if !self.span.is_none() {
+            self.span.record("outcome", "abandoned");
+        }
+        self.span = Span::none();
+    }
+
     fn step(&mut self, step: &'static str) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        info!(step, ms, "step");
+        self.span.in_scope(|| info!(step, ms, "step"));
         self.steps.push(StepRecord { step, ms });
         let _ = self.events.send(DeviceEvent::Progress {
             dev_id: self.dev_id.clone(),
@@ -208,6 +286,14 @@ enum Announced {
     Permanently(ClientError),
 }
 
+/// A consent request waiting for the user's answer: the request, when the user answers, and the
+/// `consent prompt` span.
+struct Pending {
+    request: ConsentRequest,
+    at: Instant,
+    prompt: Span,
+}
+
 /// How the user's answer ended, when it did not fail.
 enum Consented {
     Refused,
@@ -239,7 +325,7 @@ impl DeviceTask {
     }
 
     /// Announce until the gateway takes it; transient failures are retried with a capped backoff.
-    async fn announce(&self, trace: Trace) -> Announced {
+    async fn announce(&self) -> Announced {
         let body = Announce {
             dev_id: self.spec.dev_id.clone(),
             man: self.spec.man.clone(),
@@ -250,7 +336,7 @@ impl DeviceTask {
         };
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.ctx.client.announce(&body, &trace).await {
+            match self.ctx.client.announce(&body).await {
                 Ok(reply) => {
                     debug!(state = ?reply.state, "announced");
                     return Announced::Yes;
@@ -270,74 +356,110 @@ impl DeviceTask {
         }
     }
 
-    /// Announce and record the step; a permanent refusal settles the onboarding as failed.
+    /// Announce (in the onboarding's span) and record the step; a permanent refusal settles the
+    /// onboarding as failed.
     async fn announce_step(&self, ob: &mut Onboarding) -> bool {
-        match self.announce(ob.trace).await {
+        match self.announce().instrument(ob.span.clone()).await {
             Announced::Yes => {
                 ob.step("announced");
                 true
             }
             Announced::Permanently(e) => {
-                warn!(error = %e, "announcement refused");
+                ob.span
+                    .in_scope(|| warn!(error = %e, "announcement refused"));
                 let report = ob.report(&self.spec.dev_id, Outcome::Failed, Some(e.to_string()));
+                ob.finish(&report);
                 self.emit(DeviceEvent::Settled(Box::new(report)));
                 false
             }
         }
     }
 
-    /// Steps 1-2 and 1-3: answer the consent request; when allowed, fetch and apply provisioning.
+    /// Steps 1-2 and 1-3: answer the consent request (in the `consent prompt` span, which ends
+    /// with the answer); when allowed, fetch and apply provisioning (in a `provisioning` span).
     async fn consent_and_provision(
         &self,
         dev: &mut SimDevice,
         req: &ConsentRequest,
         ob: &mut Onboarding,
+        prompt: Span,
     ) -> Result<Consented, StepError> {
-        let trace = ob.trace;
         let allow = self.spec.consent.allows();
         let answer = ConsentAnswer {
             dev_id: self.spec.dev_id.clone(),
             consent_token: req.consent_token.clone(),
             allow,
         };
-        let provisioning_url = self.ctx.client.consent(&answer, &trace).await?;
+        let answered = self
+            .ctx
+            .client
+            .consent(&answer)
+            .instrument(prompt.clone())
+            .await;
+        if let Err(e) = &answered {
+            prompt.record("otel.status_code", "ERROR");
+            prompt.record("otel.status_message", tracing::field::display(e));
+        }
+        drop(prompt);
+        let provisioning_url = answered?;
         if !allow {
             ob.step("consent_refused");
             return Ok(Consented::Refused);
         }
         ob.step("consent_allowed");
         let url = provisioning_url.ok_or(StepError::NoProvisioningUrl)?;
-        let bytes = self
+        let span = info_span!(
+            "provisioning",
+            gateway_id = %req.gateway_id,
+            encoding = match self.spec.provisioning_encoding {
+                omadm::codec::Encoding::Xml => "xml",
+                omadm::codec::Encoding::Wbxml => "wbxml",
+            },
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let fetched = self
             .ctx
             .client
-            .provisioning(&url, self.spec.provisioning_encoding, &trace)
-            .await?;
-        let gw = dev.apply_provisioning(&bytes, &req.gateway_id, &self.ctx.limits)?;
-        info!(gateway = %gw.server_id, dm_url = %gw.dm_url, "provisioned");
+            .provisioning(&url, self.spec.provisioning_encoding)
+            .instrument(span.clone())
+            .await;
+        let applied = span.in_scope(|| -> Result<(), StepError> {
+            let gw = dev.apply_provisioning(&fetched?, &req.gateway_id, &self.ctx.limits)?;
+            info!(gateway = %gw.server_id, dm_url = %gw.dm_url, "provisioned");
+            Ok(())
+        });
+        if let Err(e) = &applied {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", tracing::field::display(e));
+        }
+        drop(span);
+        applied?;
         ob.step("provisioned");
         Ok(Consented::Provisioned)
     }
 
-    /// Steps 1-2 to 1-4 after the user's delay; the report of how the onboarding settled.
+    /// Steps 1-2 to 1-4 after the user's delay; the report of how the onboarding settled. Runs in
+    /// the onboarding's span.
     async fn settle(
         &self,
         dev: &mut SimDevice,
         req: &ConsentRequest,
         ob: &mut Onboarding,
+        prompt: Span,
     ) -> DeviceReport {
-        let result = match self.consent_and_provision(dev, req, ob).await {
+        let result = match self.consent_and_provision(dev, req, ob, prompt).await {
             Ok(Consented::Refused) => Ok((Outcome::Refused, None)),
             Ok(Consented::Provisioned) => {
                 let encoding = self.spec.dm_encoding;
                 let limits = &self.ctx.limits;
                 let transport = self.ctx.client.transport();
-                match dm::run_session(transport, dev, encoding, limits, &ob.trace).await {
+                match dm::run_session(transport, dev, encoding, limits).await {
                     Ok(summary) => {
                         ob.step("session_done");
                         // Workflow 2: pass each hand-over on to the bootstrap server.
                         let relayed =
-                            relay::relay_associations(transport, dev, encoding, limits, &ob.trace)
-                                .await;
+                            relay::relay_associations(transport, dev, encoding, limits).await;
                         if !relayed.is_empty() {
                             ob.step("handover_relayed");
                         }
@@ -378,7 +500,7 @@ impl DeviceTask {
         let mut dev = match SimDevice::new(self.spec.clone()) {
             Ok(d) => d,
             Err(e) => {
-                warn!(error = %e, "device cannot be built");
+                warn!(dev_id = %self.spec.dev_id, error = %e, "device cannot be built");
                 let report =
                     DeviceReport::new(&self.spec.dev_id, Outcome::Failed, Some(e.to_string()));
                 self.emit(DeviceEvent::Settled(Box::new(report)));
@@ -387,7 +509,7 @@ impl DeviceTask {
         };
         let mut number: u32 = 1;
         let mut ob = Onboarding::new(number, &self.spec.dev_id, &self.events);
-        info!(trace_id = %ob.trace.trace_id(), "onboarding trace");
+        ob.span.in_scope(|| info!("onboarding started"));
         self.emit(DeviceEvent::Announcing {
             dev_id: self.spec.dev_id.clone(),
             at: ob.started,
@@ -398,39 +520,63 @@ impl DeviceTask {
         let period = self.spec.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut pending: Option<(ConsentRequest, Instant)> = None;
+        let mut pending: Option<Pending> = None;
         loop {
-            let deadline = pending.as_ref().map(|(_, at)| *at);
+            let deadline = pending.as_ref().map(|p| p.at);
             tokio::select! {
                 call = self.consent_rx.recv() => {
-                    let Some(ConsentCall { request, trace }) = call else { return };
-                    if let Some(t) = trace {
-                        debug!(trace_id = %t.trace_id(), "joining the gateway's trace");
-                        ob.trace = t;
-                    }
-                    info!(gateway = %request.gateway_id, policy = %self.spec.consent, "consent requested");
-                    ob.step("consent_requested");
+                    let Some(ConsentCall { request, traceparent }) = call else { return };
+                    ob.join(traceparent.as_deref());
                     ob.gateway_id = Some(request.gateway_id.clone());
-                    pending = Some((request, Instant::now() + self.spec.consent.delay()));
+                    ob.span.record("gateway_id", request.gateway_id.as_str());
+                    // The prompt answers the gateway's callback: its span is under the callback's.
+                    let prompt = info_span!(
+                        parent: &ob.span,
+                        "consent prompt",
+                        gateway_id = %request.gateway_id,
+                        policy = %self.spec.consent,
+                        decision = Empty,
+                        otel.status_code = Empty,
+                        otel.status_message = Empty,
+                    );
+                    telemetry::parent_from_traceparent(&prompt, traceparent.as_deref());
+                    prompt.in_scope(|| info!(gateway = %request.gateway_id, policy = %self.spec.consent, "consent requested"));
+                    ob.step("consent_requested");
+                    pending = Some(Pending {
+                        request,
+                        at: Instant::now() + self.spec.consent.delay(),
+                        prompt,
+                    });
                 }
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {
-                    let Some((request, _)) = pending.take() else { continue };
-                    let report = self.settle(&mut dev, &request, &mut ob).await;
+                    let Some(Pending { request, prompt, .. }) = pending.take() else { continue };
+                    let decision = if self.spec.consent.allows() { "allow" } else { "refuse" };
+                    prompt.record("decision", decision);
+                    prompt.in_scope(|| info!(decision, "consent decided"));
+                    let span = ob.span.clone();
+                    let report = self.settle(&mut dev, &request, &mut ob, prompt).instrument(span).await;
+                    ob.finish(&report);
                     self.emit(DeviceEvent::Settled(Box::new(report)));
                 }
-                _ = heartbeat.tick() => match self.ctx.client.heartbeat(&self.spec.dev_id).await {
-                    Ok(HeartbeatOutcome::Known) => debug!("heartbeat"),
-                    Ok(HeartbeatOutcome::Unknown) => {
-                        info!("the gateway does not know the device: announcing again");
-                        number = number.saturating_add(1);
-                        ob = Onboarding::new(number, &self.spec.dev_id, &self.events);
-                        pending = None;
-                        if !self.announce_step(&mut ob).await {
-                            return;
+                _ = heartbeat.tick() => {
+                    let span = info_span!(parent: None, "heartbeat", dev_id = %self.spec.dev_id);
+                    match self.ctx.client.heartbeat(&self.spec.dev_id).instrument(span.clone()).await {
+                        Ok(HeartbeatOutcome::Known) => span.in_scope(|| debug!("heartbeat")),
+                        Ok(HeartbeatOutcome::Unknown) => {
+                            span.in_scope(|| info!("the gateway does not know the device: announcing again"));
+                            drop(span);
+                            number = number.saturating_add(1);
+                            ob.abandon();
+                            ob = Onboarding::new(number, &self.spec.dev_id, &self.events);
+                            ob.span.in_scope(|| info!("onboarding started"));
+                            pending = None;
+                            if !self.announce_step(&mut ob).await {
+                                return;
+                            }
                         }
+                        Err(e) => span.in_scope(|| warn!(error = %e, "heartbeat failed")),
                     }
-                    Err(e) => warn!(error = %e, "heartbeat failed"),
-                },
+                }
             }
         }
     }
@@ -477,7 +623,6 @@ impl Fleet {
             let start_at = rate
                 .filter(|r| r.is_finite() && *r > 0.0)
                 .map(|r| t0 + Duration::from_secs_f64(i as f64 / r));
-            let span = info_span!("device", dev_id = %spec.dev_id);
             let task = DeviceTask {
                 spec,
                 ctx: ctx.clone(),
@@ -487,7 +632,7 @@ impl Fleet {
                 shutdown: shutdown_rx.clone(),
                 start_at,
             };
-            tasks.spawn(task.run().instrument(span));
+            tasks.spawn(task.run());
         }
         Ok(Fleet {
             events,

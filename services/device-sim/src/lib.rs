@@ -11,4 +11,3 @@ pub mod load;
 pub mod relay;
 pub mod scenario;
 pub mod tls;
-pub mod trace;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{Instrument, warn};
 use url::Url;
 
 use crate::callback::{CallbackError, CallbackServer};
@@ -307,7 +307,9 @@ async fn poller(
 ) {
     let mut remaining: HashSet<String> = (*wanted).clone();
     while !remaining.is_empty() {
-        let pass = poll_attached(&transport, &admin, &remaining);
+        // Each pass is a short trace of its own (the admin API's pages).
+        let span = tracing::info_span!(parent: None, "attached poll", waiting = remaining.len());
+        let pass = poll_attached(&transport, &admin, &remaining).instrument(span);
         let result = tokio::select! {
             r = pass => r,
             _ = stop.changed() => return,

@@ -156,16 +156,28 @@ fn encoding_arg(s: &str) -> Result<Encoding, String> {
     parse_encoding("encoding", s).map_err(|e| e.to_string())
 }
 
-fn init_tracing(format: LogFormat, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// Logs on stderr (`RUST_LOG`, else `default_filter`), and OTLP traces when `OTEL_*` asks for them.
+/// Spans follow the same filter: a run at `warn` (the load default) records none.
+fn init_telemetry(
+    format: LogFormat,
+    default_filter: &str,
+) -> Result<Option<telemetry::Telemetry>, telemetry::TelemetryError> {
+    let telemetry = telemetry::init(telemetry::Options {
+        service_name: "device-sim",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: match format {
+            LogFormat::Text => telemetry::LogFormat::Text,
+            LogFormat::Json => telemetry::LogFormat::Json,
+        },
+        filter: std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| default_filter.to_owned()),
+    })?;
+    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
+        tracing::info!(protocol = exporter.protocol, "exporting traces over OTLP");
     }
+    Ok(telemetry)
 }
 
 fn callback_config(c: &Common) -> CallbackConfig {
@@ -283,7 +295,13 @@ fn main() -> ExitCode {
         Command::Run(a) => (a.common.log_format, "info,actix_server=warn"),
         Command::Load(a) => (a.common.log_format, "warn"),
     };
-    init_tracing(format, default_filter);
+    let telemetry = match init_telemetry(format, default_filter) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("device-sim: telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -300,6 +318,9 @@ fn main() -> ExitCode {
             Command::Load(a) => load(*a).await,
         }
     });
+    // Flush the spans still queued once the devices are gone.
+    drop(runtime);
+    drop(telemetry);
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -10,13 +10,13 @@ use omadm::element::Limits;
 use omadm::model::Data;
 use omadm::session::{ClientConfig, ClientSession, ClientStep};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, info, warn};
 use url::Url;
 
 use crate::client::{Transport, resolve};
 use crate::device::SimDevice;
 use crate::dm::{DmError, MAX_ROUNDS};
-use crate::trace::Trace;
 
 /// The tag of the relayed alert in the session's outcomes.
 const RELAY_TAG: &str = "associated-gateway";
@@ -50,7 +50,6 @@ async fn relay_one(
     data: String,
     encoding: Encoding,
     limits: &Limits,
-    trace: &Trace,
 ) -> Result<u16, DmError> {
     let session_id = format!("{}", rand::random_range(1..=65_535u32));
     let cfg = ClientConfig::new(
@@ -85,9 +84,7 @@ async fn relay_one(
         }
         let body = codec::encode(&msg, encoding)?;
         let to = resolve(url, &session.config().server_uri)?;
-        let reply = transport
-            .post_dm(&to, encoding, body, None, Some(trace))
-            .await?;
+        let reply = transport.post_dm(&to, encoding, body, None).await?;
         let reply = codec::decode(&reply, limits)?;
         match session.receive(&reply, device.tree_mut())? {
             ClientStep::Send(next) => msg = *next,
@@ -102,13 +99,14 @@ async fn relay_one(
         .ok_or(DmError::AlertUnanswered)
 }
 
-/// Relay every hand-over the gateway wrote; returns the outcome per ServerID.
+/// Relay every hand-over the gateway wrote; returns the outcome per ServerID. Each relay is a
+/// `bootstrap relay` span (child of the current one) whose requests carry `traceparent`, so the
+/// bootstrap server's push goes on in the same trace.
 pub async fn relay_associations(
     transport: &Transport,
     device: &mut SimDevice,
     encoding: Encoding,
     limits: &Limits,
-    trace: &Trace,
 ) -> BTreeMap<String, RelayOutcome> {
     let mut out = BTreeMap::new();
     let handovers = device.associated_gateways().unwrap_or_default();
@@ -147,12 +145,25 @@ pub async fn relay_associations(
             }
         };
         let source = format!("./DMAcc/{}/Ext/AssociatedGateway", account.node_name);
-        let result = relay_one(
-            transport, device, &url, source, data, encoding, limits, trace,
-        )
-        .await;
+        let span = tracing::info_span!(
+            "bootstrap relay",
+            workflow = 2,
+            server_id = %server_id,
+            url = %url,
+            dm.status = Empty,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let result = relay_one(transport, device, &url, source, data, encoding, limits)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
         let outcome = match result {
             Ok(code) => {
+                span.record("dm.status", code);
+                if !(200..300).contains(&code) {
+                    span.record("otel.status_code", "ERROR");
+                }
                 info!(server_id = %server_id, %url, code, "hand-over relayed to the bootstrap server");
                 RelayOutcome {
                     url: url.to_string(),
@@ -161,6 +172,8 @@ pub async fn relay_associations(
                 }
             }
             Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", tracing::field::display(&e));
                 warn!(server_id = %server_id, %url, error = %e, "hand-over relay failed");
                 RelayOutcome {
                     url: url.to_string(),

@@ -25,6 +25,21 @@ use omadm::element::Limits;
 
 const DEV: &str = "IMEI:356938035643809";
 
+/// Spans (and so `traceparent` headers) exist only with a subscriber: install one, without an
+/// exporter, for the whole test process (the first call wins).
+fn tracing_on() {
+    let _ = telemetry::init_with(
+        telemetry::Options {
+            service_name: "device-sim",
+            service_version: env!("CARGO_PKG_VERSION"),
+            log_format: telemetry::LogFormat::Text,
+            filter: "info".into(),
+        },
+        None,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
+    );
+}
+
 fn scenario(consent: &str, prov: &str, dm: &str, heartbeat: &str) -> Scenario {
     Scenario::parse(&format!(
         r#"
@@ -102,6 +117,7 @@ fn steps(r: &DeviceReport) -> Vec<&'static str> {
 }
 
 async fn allow_goes_through_every_step(enc: Encoding, name: &str) {
+    tracing_on();
     let gw = FakeGateway::start(Options::default()).await;
     let reports = run_once(&gw, scenario("\"allow\"", name, name, "30s")).await;
     gw.wait_until(|s| s.consent_requests.iter().all(|r| r.2 != 0))
@@ -187,7 +203,8 @@ async fn allow_goes_through_every_step(enc: Encoding, name: &str) {
             Some(expected.as_str())
         );
         assert_eq!(seen.attached, vec![DEV.to_string()]);
-        // One trace: after the gateway's consent callback every request carries the gateway's trace.
+        // The fake gateway's consent callback starts a trace of its own (it does not continue the
+        // device's): after it, every request of the device carries the gateway's trace.
         let gw_trace = seen.consent_traces[0].clone();
         let after_consent: Vec<_> = seen
             .traceparents
@@ -453,7 +470,7 @@ async fn https_gateway_with_a_private_ca() {
     };
     let err = GatewayClient::new(untrusted, &gw.base)
         .unwrap()
-        .announce(&announce, &device_sim::trace::Trace::random())
+        .announce(&announce)
         .await
         .unwrap_err();
     assert!(

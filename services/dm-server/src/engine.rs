@@ -19,9 +19,11 @@ use omadm::session::{ServerConfig, ServerEvent, ServerSession, ServerState};
 use omadm::uri::DmUri;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tracing::Span;
 
 use crate::accounts::{Accounts, Directory};
 use crate::error::{DmReplyTo, ServiceError, StoreError};
+use crate::observe;
 use crate::sessions::SessionTable;
 use crate::store::{
     AlertOutcome, AlertQuery, AlertRecord, AuthOutcome, CommandKind, CommandRecord, CommandState,
@@ -236,8 +238,37 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Process one DM message. `now` drives session expiry.
+    /// Process one DM message. `now` drives session expiry. Runs in a `dm session` span (a child of
+    /// the current one) naming the client, the session, the answer and the authentication outcome,
+    /// with one child span per command of the message.
     pub fn handle(&self, req: DmRequest, now: Instant) -> Result<DmReply, ServiceError> {
+        let span = observe::message_span(&self.cfg.server_id, encoding_name(req.encoding));
+        let _entered = span.enter();
+        match self.handle_message(&span, req, now) {
+            Ok((reply, status)) => {
+                if let Some(code) = status {
+                    span.record("dm.status", code);
+                    observe::count_message(code);
+                }
+                Ok(reply)
+            }
+            Err(e) => {
+                let code = e.dm_status();
+                span.record("dm.status", code);
+                observe::count_message(code);
+                observe::fail(&span, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Engine::handle`] inside its span: the reply and its SyncHdr status code.
+    fn handle_message(
+        &self,
+        span: &Span,
+        req: DmRequest,
+        now: Instant,
+    ) -> Result<(DmReply, Option<u16>), ServiceError> {
         let wall = OffsetDateTime::now_utc();
         let mut reply_to = DmReplyTo {
             encoding: req.encoding,
@@ -259,6 +290,7 @@ impl Engine {
         reply_to.session_id = msg.hdr.session_id.clone();
         reply_to.msg_ref = msg.hdr.msg_id;
         reply_to.client = msg.hdr.source.loc_uri.clone();
+        observe::record_header(span, &msg);
         let dev_id = msg.hdr.source.loc_uri.clone();
         let key = (msg.hdr.session_id.clone(), dev_id.clone());
 
@@ -309,7 +341,7 @@ impl Engine {
             }
         };
 
-        let result = self.process(inner, &token, &mut msg, &req, now, wall);
+        let result = self.process(span, inner, &token, &mut msg, &req, now, wall);
         let outcome = match result {
             Ok(step) => step,
             Err(SessionFailure { code, reason, end }) => {
@@ -328,22 +360,36 @@ impl Engine {
                 });
             }
         };
-        let Processed { reply, ends, end } = outcome;
+        let Processed {
+            reply,
+            ends,
+            end,
+            status,
+        } = outcome;
         if ends && let Some(a) = inner.sessions.remove(&token) {
+            span.record("session.end", end.as_str());
+            if matches!(end, SessionEnd::AuthFailed | SessionEnd::Error) {
+                observe::fail(span, end.as_str());
+            }
             self.finalize(inner, a, end, wall)?;
         }
         inner.store.flush()?;
         drop(guard);
         let body = codec::encode(&reply, req.encoding)
             .map_err(|source| ServiceError::Encode { source })?;
-        Ok(DmReply {
-            body,
-            encoding: req.encoding,
-        })
+        Ok((
+            DmReply {
+                body,
+                encoding: req.encoding,
+            },
+            status,
+        ))
     }
 
+    #[allow(clippy::too_many_arguments)] // one caller; the span joins the message's parts
     fn process(
         &self,
+        span: &Span,
         inner: &mut Inner,
         token: &str,
         msg: &mut SyncMl,
@@ -360,6 +406,7 @@ impl Engine {
             });
         };
         active.record.messages = active.record.messages.saturating_add(1);
+        span.record("session.messages", active.record.messages);
         if active.record.messages > MAX_MESSAGES_PER_SESSION {
             return Err(SessionFailure {
                 code: 400,
@@ -396,6 +443,7 @@ impl Engine {
             accounts: &self.accounts,
             nonces: inner.store.nonces(),
         };
+        let commands = observe::command_spans(msg);
         let step = active
             .dm
             .receive(msg, &dir, hmac.map(|h| (h, req.body.as_slice())), nonce)
@@ -408,6 +456,7 @@ impl Engine {
         active.record.last_code = reply.header_status().map(|s| s.code);
         let mut aborted = false;
         let mut auth_refused = false;
+        let mut refused_with = None;
         for event in step.events {
             match event {
                 ServerEvent::Authenticated { name, .. } => {
@@ -418,21 +467,29 @@ impl Engine {
                 ServerEvent::AuthFailed { code, .. } => {
                     tracing::info!(session = %token, dev_id = %dev_id, code, "client authentication refused");
                     auth_refused = true;
+                    refused_with = Some(code);
                     // 407 asks for credentials (first contact); 401 refused the ones given.
                     if code != omadm::model::status_code::MISSING_CREDENTIALS {
                         active.record.auth = AuthOutcome::Failed;
                     }
                 }
                 ServerEvent::Alert(a) if a.code == alert_code::GENERIC => {
-                    let code = record_generic(
-                        &mut inner.store,
-                        &mut active.record,
-                        &a,
-                        &msg.hdr.session_id,
-                        self.cfg.accept_status,
-                        wall,
-                    )
-                    .map_err(SessionFailure::store)?;
+                    let command = commands
+                        .iter()
+                        .find(|(id, _)| *id == a.cmd_id)
+                        .map_or_else(Span::none, |(_, s)| s.clone());
+                    let code = command
+                        .in_scope(|| {
+                            record_generic(
+                                &mut inner.store,
+                                &mut active.record,
+                                &a,
+                                &msg.hdr.session_id,
+                                self.cfg.accept_status,
+                                wall,
+                            )
+                        })
+                        .map_err(SessionFailure::store)?;
                     if !a.no_resp {
                         set_status(&mut reply, msg.hdr.msg_id, a.cmd_id, code);
                     }
@@ -480,6 +537,16 @@ impl Engine {
         if step.ends && auth_refused && active.record.auth == AuthOutcome::Pending {
             active.record.auth = AuthOutcome::Failed;
         }
+        observe::record_statuses(&commands, &reply, msg.hdr.msg_id);
+        if let Some(auth) = observe::auth_value(
+            refused_with,
+            active.record.auth == AuthOutcome::Authenticated,
+        ) {
+            span.record("auth", auth);
+        }
+        if let Some(account) = &active.record.account {
+            span.record("account", observe::cut(account));
+        }
         let end = if aborted {
             SessionEnd::Aborted
         } else if active.record.auth == AuthOutcome::Failed {
@@ -488,6 +555,7 @@ impl Engine {
             SessionEnd::Completed
         };
         Ok(Processed {
+            status: reply.header_status().map(|s| s.code),
             reply,
             ends: step.ends,
             end,
@@ -634,6 +702,8 @@ struct Processed {
     reply: SyncMl,
     ends: bool,
     end: SessionEnd,
+    /// The code of the reply's SyncHdr Status.
+    status: Option<u16>,
 }
 
 /// A message the session refused; `end` closes the session.
@@ -667,6 +737,8 @@ fn record_generic(
         Ok(g) => g,
         Err(e) => {
             tracing::info!(session = %record.id, error = %e, "generic alert refused");
+            let types = observe::alert_types(a);
+            observe::count_alert(types.split(',').next().unwrap_or_default(), "refused");
             return Ok(e.status_code());
         }
     };
@@ -698,12 +770,18 @@ fn record_generic(
     let types: Vec<String> = records.iter().map(|r| r.alert_type.clone()).collect();
     match store.record_alerts(&record.dev_id, correlator.as_deref(), records)? {
         AlertOutcome::Recorded(n) => {
+            for t in &types {
+                observe::count_alert(t, "recorded");
+            }
             record.alerts_recorded = record
                 .alerts_recorded
                 .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
             tracing::info!(session = %record.id, dev_id = %record.dev_id, correlator = ?correlator, types = ?types, "generic alert recorded");
         }
         AlertOutcome::Duplicate => {
+            for t in &types {
+                observe::count_alert(t, "duplicate");
+            }
             record.alerts_duplicate = record.alerts_duplicate.saturating_add(1);
             tracing::info!(session = %record.id, dev_id = %record.dev_id, correlator = ?correlator, "generic alert repeated: answered, not recorded");
         }

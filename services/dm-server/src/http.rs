@@ -1,5 +1,5 @@
 //! The HTTP face: `POST /dm` (SyncML DM in XML or WBXML), the JSON API under `/api/v1`, `/healthz`,
-//! TLS through rustls, and [`start`], which binds, loads the data file and runs the actix server.
+//! `/metrics`, a server span per request, TLS through rustls, and [`start`], which runs the server.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use omadm::auth::HMAC_HEADER_NAME;
 use omadm::codec::{Encoding, MIME_WBXML, MIME_XML};
@@ -72,10 +73,14 @@ async fn dm(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        crate::observe::count_message(413);
         return Err(too_large());
     }
     let body = match payload.to_bytes_limited(limit).await {
-        Err(_) => return Err(too_large()),
+        Err(_) => {
+            crate::observe::count_message(413);
+            return Err(too_large());
+        }
         Ok(Err(e)) => {
             return Err(ServiceError::Payload {
                 reason: e.to_string(),
@@ -94,7 +99,9 @@ async fn dm(
             .map(str::to_owned),
     };
     let engine = engine.into_inner();
-    let reply = web::block(move || engine.handle(request, Instant::now()))
+    // The engine's spans are children of this request's span, also on the blocking pool.
+    let span = tracing::Span::current();
+    let reply = web::block(move || span.in_scope(|| engine.handle(request, Instant::now())))
         .await
         .map_err(|e| ServiceError::Blocking {
             reason: e.to_string(),
@@ -133,6 +140,11 @@ async fn healthz(engine: web::Data<Engine>) -> HttpResponse {
     HttpResponse::Ok().json(engine.health())
 }
 
+/// `GET /metrics`: the process's Prometheus metrics (text exposition format).
+async fn metrics() -> HttpResponse {
+    telemetry::prometheus::render(&telemetry::prometheus::install())
+}
+
 /// The routes, for `App::configure`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -159,7 +171,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_commands))
             .route(web::post().to(post_command)),
     )
-    .service(web::resource("/healthz").route(web::get().to(healthz)));
+    .service(web::resource("/healthz").route(web::get().to(healthz)))
+    .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 fn tls_err(path: &Path, reason: impl std::fmt::Display) -> StartError {
@@ -315,10 +328,17 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
         accounts,
         store,
     ));
+    // Metrics recorded from now on show on /metrics.
+    telemetry::prometheus::install();
     let data = web::Data::from(engine.clone());
-    let mut http = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-        .workers(config.workers)
-        .shutdown_timeout(5);
+    let mut http = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(telemetry::http::server))
+            .app_data(data.clone())
+            .configure(routes)
+    })
+    .workers(config.workers)
+    .shutdown_timeout(5);
     if !config.handle_signals {
         http = http.disable_signals();
     }

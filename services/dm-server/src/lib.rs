@@ -11,9 +11,9 @@ pub mod derive;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod observe;
 pub mod sessions;
 pub mod store;
-pub mod telemetry;
 
 pub use config::Config;
 pub use derive::derive_password;

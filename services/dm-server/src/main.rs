@@ -1,15 +1,43 @@
-//! The `dm-server` binary: parse the flags, start the server, print the listening line, run until
-//! SIGTERM/SIGINT, then flush the data file.
+//! The `dm-server` binary: parse the flags, set up telemetry (logs, OTLP traces), start the server,
+//! print the listening line, run until SIGTERM/SIGINT, then flush the data file and the spans.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use dm_server::config::{Cli, Config, MASTER_KEY_ENV};
+use telemetry::{LogFormat, Options};
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    dm_server::telemetry::init(cli.log_json);
+    let telemetry = match telemetry::init(Options {
+        service_name: "dm-server",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: if cli.log_json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        filter: std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| "info".to_owned()),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dm-server: telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
+        tracing::info!(protocol = exporter.protocol, "exporting traces over OTLP");
+    }
+    let code = actix_rt::System::new().block_on(run(cli));
+    // Flush the spans still queued, off the runtime.
+    drop(telemetry);
+    code
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let config = match Config::from_cli(cli, std::env::var(MASTER_KEY_ENV).ok()) {
         Ok(c) => c,
         Err(e) => {

@@ -103,6 +103,20 @@ pub enum SessionEnd {
     Shutdown,
 }
 
+impl SessionEnd {
+    /// The name used in records and spans (`completed`, `auth_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::Completed => "completed",
+            SessionEnd::AuthFailed => "auth_failed",
+            SessionEnd::Aborted => "aborted",
+            SessionEnd::Error => "error",
+            SessionEnd::Expired => "expired",
+            SessionEnd::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// A DM session's summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {

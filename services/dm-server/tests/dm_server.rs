@@ -647,3 +647,42 @@ async fn session_cap_and_idle_expiry() {
     assert_eq!(resp.status(), 200);
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn metrics_count_messages_alerts_and_requests() {
+    let s = spawn(config());
+    let mut c = client(
+        &s,
+        "1",
+        AuthScheme::Md5,
+        ACCOUNT,
+        PASSWORD,
+        b"",
+        vec![generic_alert("m-1", DEVICE_ATTACHED, "dev one")],
+    );
+    s.session(&mut c, Encoding::Xml).await.unwrap();
+    let resp = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    for expected in [
+        "dm_server_sessions_total{status=\"407\"}",
+        "dm_server_sessions_total{status=\"212\"}",
+        "http_server_request_duration_seconds_bucket{method=\"POST\",route=\"/dm\",status=\"200\"",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dm_server_alerts_total{")
+                && l.contains(&format!("type=\"{DEVICE_ATTACHED}\""))
+                && l.contains("outcome=\"recorded\"")),
+        "{text}"
+    );
+    s.stop().await;
+}

@@ -260,6 +260,8 @@ impl TestServer {
 pub struct Received {
     pub content_type: String,
     pub body: Vec<u8>,
+    /// The W3C `traceparent` header, when the push carried one.
+    pub traceparent: Option<String>,
 }
 
 /// The gateway's push endpoint stand-in: HTTPS, `POST /push`, answers `status`, keeps what it got.
@@ -289,9 +291,14 @@ impl Receiver {
                             .get("content-type")
                             .map(|v| v.to_str().unwrap().to_owned())
                             .unwrap_or_default();
+                        let traceparent = req
+                            .headers()
+                            .get("traceparent")
+                            .map(|v| v.to_str().unwrap().to_owned());
                         store.lock().unwrap().push(Received {
                             content_type,
                             body: body.to_vec(),
+                            traceparent,
                         });
                         HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                             .finish()

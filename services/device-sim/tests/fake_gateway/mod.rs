@@ -46,6 +46,9 @@ pub struct Options {
     pub page_size: Option<usize>,
     /// Serve HTTPS with this certificate and key (PEM files).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Send the consent callback with the announcement's `traceparent` (continue the device's
+    /// trace, as the real gateway does) instead of a trace of the fake's own.
+    pub continue_trace: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -227,8 +230,17 @@ fn json_error(status: u16, text: &str) -> HttpResponse {
         .json(serde_json::json!({ "error": text }))
 }
 
-async fn announce(ctx: web::Data<Ctx>, body: web::Json<Announce>) -> HttpResponse {
+async fn announce(
+    ctx: web::Data<Ctx>,
+    http_req: HttpRequest,
+    body: web::Json<Announce>,
+) -> HttpResponse {
     let a = body.into_inner();
+    let announce_tp = http_req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (token, trace_id) = {
         let mut s = ctx.state.lock().unwrap();
         s.announces.push(a.clone());
@@ -263,10 +275,14 @@ async fn announce(ctx: web::Data<Ctx>, body: web::Json<Announce>) -> HttpRespons
             .push((a.dev_id.clone(), Instant::now(), 0));
         s.consent_requests.len() - 1
     };
+    let traceparent = match announce_tp {
+        Some(tp) if ctx.opts.continue_trace => tp,
+        _ => format!("00-{trace_id}-00000000000000a1-01"),
+    };
     tokio::spawn(async move {
         let status = match http
             .post(&url)
-            .header("traceparent", format!("00-{trace_id}-00000000000000a1-01"))
+            .header("traceparent", traceparent)
             .json(&req)
             .send()
             .await
