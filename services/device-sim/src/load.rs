@@ -474,8 +474,10 @@ pub async fn run_load(
         } else {
             done_at.len()
         };
+        // Polling, a device is finished once attached and settled on its side too (its last DM
+        // reply may reach it after the gateway already shows it attached).
         let finished = if polling {
-            attached_at.len() + refused.len() + failed.len()
+            attached_at.len().min(done_at.len()) + refused.len() + failed.len()
         } else {
             done_at.len() + refused.len() + failed.len()
         };

@@ -77,6 +77,19 @@ pub async fn adopt(store: &Store, span: &Span, dev_id: &str) {
     }
 }
 
+/// [`adopt`] on a connection the caller holds (inside its transaction: never wait for a second
+/// pooled connection while holding one).
+pub async fn adopt_in(conn: &mut sqlx::SqliteConnection, span: &Span, dev_id: &str) {
+    match crate::store::traces::of(conn, &[dev_id]).await {
+        Ok(mut found) => {
+            if let Some(t) = found.remove(dev_id) {
+                telemetry::parent_from_traceparent(span, Some(&t.traceparent));
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "no onboarding trace to join"),
+    }
+}
+
 /// Record the onboarding latency of a device that just became attached.
 pub fn attached(started_at: Millis, now: Millis) {
     let ms = now.0.saturating_sub(started_at.0).max(0);

@@ -59,8 +59,9 @@ pub struct Options {
 /// (default [`DEFAULT_TRACE_FILTER`]), independent of the log filter.
 pub const TRACE_FILTER_ENV: &str = "DMGW_TRACE_FILTER";
 
-/// Spans at `info` and above, without the HTTP/TLS/SQL libraries' own.
-pub const DEFAULT_TRACE_FILTER: &str = "info,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,reqwest=warn,tower=warn,actix_server=warn,actix_http=warn,mio=warn,mdns_sd=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+/// Spans at `info` and above, without the HTTP/TLS/SQL libraries' own nor the gateway's per-query
+/// store spans (`DMGW_TRACE_FILTER=info,gateway::store=info` brings those back).
+pub const DEFAULT_TRACE_FILTER: &str = "info,gateway::store=warn,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,reqwest=warn,tower=warn,actix_server=warn,actix_http=warn,mio=warn,mdns_sd=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]

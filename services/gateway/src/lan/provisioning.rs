@@ -120,7 +120,7 @@ pub async fn provision(
         Err(e) => return Err(e.into()),
     };
     let span = tracing::info_span!("provision", dev_id = %dev_id, encoding = encoding.mime());
-    crate::onboarding::adopt(&lan.store, &span, &dev_id).await;
+    crate::onboarding::adopt_in(&mut tx, &span, &dev_id).await;
     let body = async {
         let name = device_account_name(&dev_id);
         let password = Secret::new(lan::new_token());
