@@ -8,6 +8,13 @@ use clap::Parser;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        let args = bootstrap_server::health::HealthArgs::parse_from(std::env::args_os().skip(1));
+        return bootstrap_server::health::report(
+            "bootstrap-server health",
+            bootstrap_server::health::run(&args).await,
+        );
+    }
     let cli = Cli::parse();
     bootstrap_server::telemetry::init(cli.log_json);
     let config = match Config::from_cli(cli, &|var| std::env::var(var).ok()) {

@@ -8,6 +8,10 @@ use dm_server::config::{Cli, Config, MASTER_KEY_ENV};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        let args = dm_server::health::HealthArgs::parse_from(std::env::args_os().skip(1));
+        return dm_server::health::report("dm-server health", dm_server::health::run(&args).await);
+    }
     let cli = Cli::parse();
     dm_server::telemetry::init(cli.log_json);
     let config = match Config::from_cli(cli, std::env::var(MASTER_KEY_ENV).ok()) {
