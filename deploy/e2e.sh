@@ -247,8 +247,8 @@ t_cut=$SECONDS
 docker network disconnect "$wan" "$gw"
 compose up -d --no-deps late-3
 wait_for "late-3 attached" 60 devices_attached "$LATE3"
-wait_for "late-3's alert to dms-1 tried and pending" 60 alert_pending_after_failure "$LATE3" dms-1
-wait_for "late-3's alert to dms-2 tried and pending" 60 alert_pending_after_failure "$LATE3" dms-2
+wait_for "late-3's alert to dms-1 tried and pending" 90 alert_pending_after_failure "$LATE3" dms-1
+wait_for "late-3's alert to dms-2 tried and pending" 90 alert_pending_after_failure "$LATE3" dms-2
 left=$((10 - (SECONDS - t_cut)))
 ((left <= 0)) || sleep "$left"
 docker network connect --alias gateway "$wan" "$gw"
