@@ -19,7 +19,8 @@ pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 #[command(
     name = "bootstrap-server",
     version,
-    about = "A DM Bootstrap Server for dmgw gateways (workflow 1: HTTPS GET; workflow 2: push after AssociatedGateway)"
+    about = "A DM Bootstrap Server for dmgw gateways (workflow 1: HTTPS GET; workflow 2: push after AssociatedGateway)",
+    after_help = "Health check: bootstrap-server health [--url URL] [--ca-cert PEM] [--timeout SECS] (see bootstrap-server health --help)"
 )]
 pub struct Cli {
     /// TOML file of DM Server profiles, trusted gateways and device accounts.

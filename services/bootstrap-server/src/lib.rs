@@ -11,6 +11,7 @@ pub mod assoc;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod issue;
 pub mod observe;

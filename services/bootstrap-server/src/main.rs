@@ -8,6 +8,15 @@ use clap::Parser;
 use telemetry::{LogFormat, Options};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        let args = bootstrap_server::health::HealthArgs::parse_from(std::env::args_os().skip(1));
+        return actix_rt::System::new().block_on(async move {
+            bootstrap_server::health::report(
+                "bootstrap-server health",
+                bootstrap_server::health::run(&args).await,
+            )
+        });
+    }
     let cli = Cli::parse();
     let telemetry = match telemetry::init(Options {
         service_name: "bootstrap-server",

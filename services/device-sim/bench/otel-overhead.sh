@@ -14,7 +14,7 @@ RATE=${2:-500}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
@@ -38,7 +38,7 @@ run() {
   printf '[[accounts]]\nname = "gw-1"\npassword = "bench-secret-1"\n' > "$dir/dms.toml"
   "$BIN/dm-server" --server-id dms-1 --listen "127.0.0.1:$dms" --plain-http --accounts "$dir/dms.toml" \
       --data "$dir/dms.jsonl" >/dev/null 2>&1 & local dms_pid=$!
-  printf '[[account]]\nserver_id = "dms-1"\naddr = "http://127.0.0.1:%s/dm"\nauth_type = "DIGEST"\nauth_name = "gw-1"\nauth_secret = "bench-secret-1"\n' "$dms" > "$dir/accounts.toml"
+  printf '[[account]]\nserver_id = "dms-1"\naddr = "http://127.0.0.1:%s/dm"\nallow_plain_http = true\nauth_type = "DIGEST"\nauth_name = "gw-1"\nauth_secret = "bench-secret-1"\n' "$dms" > "$dir/accounts.toml"
   env "$@" "$BIN/dmgw" serve --database "$dir/gw.db" --admin-listen "127.0.0.1:$admin" --admin-token bench-token-0123456789 \
       --lan-listen "127.0.0.1:$lan" --wan-listen "127.0.0.1:$wan" --allow-plain-http \
       --accounts-file "$dir/accounts.toml" --log warn >/dev/null 2>"$dir/dmgw.log" & local gw_pid=$!

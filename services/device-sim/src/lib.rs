@@ -6,6 +6,7 @@ pub mod client;
 pub mod device;
 pub mod dm;
 pub mod fleet;
+pub mod health;
 pub mod lan;
 pub mod load;
 pub mod relay;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use device_sim::callback::{CallbackConfig, CallbackServer};
 use device_sim::client::{GatewayClient, HttpSettings, TargetPolicy, Transport};
 use device_sim::fleet::{FleetContext, RunOptions, run_scenario};
+use device_sim::health::HealthArgs;
 use device_sim::load::{AdminApi, LoadConfig, run_load};
 use device_sim::scenario::{Scenario, parse_duration, parse_encoding, parse_http_url};
 use omadm::codec::Encoding;
@@ -32,6 +33,24 @@ enum Command {
     Run(Box<RunArgs>),
     /// Onboard N generated devices at R per second and report the rate and latencies.
     Load(Box<LoadArgs>),
+    /// Exit 0 when the callback server the DEVICE_SIM_* settings describe answers (container health check).
+    Health(HealthArgs),
+}
+
+/// The callback server's settings, read from the environment only (what `run` sees in a container).
+#[derive(Debug, Parser)]
+#[command(name = "device-sim")]
+struct EnvCommon {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `/healthz` of the callback server the environment describes; `None` when it listens on port 0.
+fn callback_healthz() -> Result<Option<String>, String> {
+    let env = EnvCommon::try_parse_from(["device-sim"]).map_err(|e| e.to_string())?;
+    let c = env.common;
+    Ok((c.listen.port() != 0)
+        .then(|| device_sim::health::local_url(c.listen, c.tls_cert.is_some(), "/healthz")))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -294,6 +313,7 @@ fn main() -> ExitCode {
     let (format, default_filter) = match &cli.command {
         Command::Run(a) => (a.common.log_format, "info,actix_server=warn"),
         Command::Load(a) => (a.common.log_format, "warn"),
+        Command::Health(a) => return health(a),
     };
     let telemetry = match init_telemetry(format, default_filter) {
         Ok(t) => t,
@@ -316,6 +336,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => run(*a).await,
             Command::Load(a) => load(*a).await,
+            Command::Health(_) => Ok(true),
         }
     });
     // Flush the spans still queued once the devices are gone.
@@ -329,4 +350,26 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn health(args: &HealthArgs) -> ExitCode {
+    let default_url = match callback_healthz() {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("device-sim health: settings: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("device-sim health: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(device_sim::health::run(args, default_url));
+    device_sim::health::report("device-sim health", result)
 }

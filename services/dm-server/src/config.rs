@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 #[command(
     name = "dm-server",
     version,
-    about = "An OMA DM 1.2 Server (dmgw's northbound peer)"
+    about = "An OMA DM 1.2 Server (dmgw's northbound peer)",
+    after_help = "Health check: dm-server health [--url URL] [--ca-cert PEM] [--timeout SECS] (see dm-server health --help)"
 )]
 pub struct Cli {
     /// This server's ServerID (the DMAcc ServerID clients hold for it).

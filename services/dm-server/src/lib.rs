@@ -10,6 +10,7 @@ pub mod config;
 pub mod derive;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod observe;
 pub mod sessions;

@@ -8,6 +8,12 @@ use dm_server::config::{Cli, Config, MASTER_KEY_ENV};
 use telemetry::{LogFormat, Options};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        let args = dm_server::health::HealthArgs::parse_from(std::env::args_os().skip(1));
+        return actix_rt::System::new().block_on(async move {
+            dm_server::health::report("dm-server health", dm_server::health::run(&args).await)
+        });
+    }
     let cli = Cli::parse();
     let telemetry = match telemetry::init(Options {
         service_name: "dm-server",

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod dm_client;
 pub mod domain;
+pub mod health;
 pub mod lan;
 pub mod mdns;
 pub mod onboarding;

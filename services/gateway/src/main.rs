@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gateway::cli::{self, ClientArgs, ClientCommand};
 use gateway::config::ServeArgs;
+use gateway::health::HealthArgs;
 
 /// dmgw, an OMA DM Gateway (OMA GwMO).
 #[derive(Debug, Parser)]
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve(Box<ServeArgs>),
+    /// Exit 0 when the admin API of the gateway these settings describe is ready (container health check).
+    Health(HealthArgs),
     /// Ask a running gateway's admin API (devices, accounts, alerts).
     #[command(flatten)]
     Client(ClientCmd),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Health(args) => health(&args),
         Command::Client(c) => {
             let (args, cmd) = match c {
                 ClientCmd::Devices {
@@ -91,6 +95,29 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn health(args: &HealthArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dmgw health: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(gateway::health::run(args)) {
+        Ok(answer) => {
+            println!("healthy: {answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dmgw health: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -35,3 +35,27 @@ async fn readiness_turns_off_at_shutdown() {
     app.stop().await.unwrap();
     assert!(!state.is_ready());
 }
+
+#[actix_web::test]
+async fn dmgw_health_passes_on_a_ready_gateway_and_fails_on_a_stopped_one() {
+    use gateway::health::{HealthArgs, HealthError, run};
+    let app = spawn_app().await;
+    let args = HealthArgs {
+        url: Some(app.url("/readyz")),
+        ca_cert: None,
+        timeout: 5,
+    };
+    let answer = run(&args).await.unwrap();
+    assert!(answer.starts_with("200 "), "{answer}");
+    assert!(answer.contains("ready"), "{answer}");
+    let not_found = HealthArgs {
+        url: Some(app.url("/no-such-path")),
+        ..args.clone()
+    };
+    assert!(matches!(
+        run(&not_found).await,
+        Err(HealthError::Unhealthy { status: 404, .. })
+    ));
+    app.stop().await.unwrap();
+    assert!(matches!(run(&args).await, Err(HealthError::Http { .. })));
+}
