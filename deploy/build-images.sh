@@ -6,7 +6,8 @@
 #   2. stage a small build context (target/docker-context: the binaries, /etc/passwd and group,
 #      the CA bundle, an empty /data);
 #   3. docker build deploy/docker/Dockerfile once per target (FROM scratch: nothing to pull).
-# Images: dmgw/{gateway,dm-server,bootstrap-server,device-sim}:${DMGW_IMAGE_TAG:-local}.
+# Images: dmgw/{gateway,dm-server,bootstrap-server,device-sim,otlp-sink}:${DMGW_IMAGE_TAG:-local}
+# (otlp-sink: the OTLP/HTTP trace receiver that stands in for Jaeger offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ TARGET=x86_64-unknown-linux-musl
 TAG="${DMGW_IMAGE_TAG:-local}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 CONTEXT="$TARGET_DIR/docker-context"
-BINS=(dmgw dm-server bootstrap-server device-sim)
+BINS=(dmgw dm-server bootstrap-server device-sim otlp-sink)
 in_docker=false
 for arg in "$@"; do
   case "$arg" in
@@ -51,7 +52,7 @@ else
     exit 1
   fi
   CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$TARGET" \
-    -p gateway -p dm-server -p bootstrap-server -p device-sim
+    -p gateway -p dm-server -p bootstrap-server -p device-sim -p telemetry --features telemetry/receiver --bins
   for b in "${BINS[@]}"; do cp "$TARGET_DIR/$TARGET/release/$b" "$CONTEXT/bin/$b"; done
   bundle=/etc/ssl/certs/ca-certificates.crt
   if [[ ! -s $bundle ]]; then
@@ -70,7 +71,7 @@ done
 cp deploy/docker/rootfs/etc/passwd deploy/docker/rootfs/etc/group "$CONTEXT/etc/"
 
 echo "== images"
-for t in gateway dm-server bootstrap-server device-sim; do
+for t in gateway dm-server bootstrap-server device-sim otlp-sink; do
   if ! out="$(docker build -q -f deploy/docker/Dockerfile --target "$t" -t "dmgw/$t:$TAG" "$CONTEXT" 2>&1)"; then
     printf '%s\n' "$out" >&2
     exit 1

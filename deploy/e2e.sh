@@ -11,6 +11,9 @@
 #   6. tear everything down (containers, networks, volumes, secrets), also on failure.
 # Every check reads the services' JSON APIs (the gateway's admin API, the DM Servers' /api/v1/alerts,
 # the bootstrap server's /api/v1/bootstraps) over HTTPS on 127.0.0.1 with the run's CA.
+# Traces: the offline override runs dmgw's otlp-sink as `jaeger`; after step 2 every device's
+# onboarding must be one trace across the containers (device-sim, dmgw, the DM Servers and, for
+# the plug's workflow-1 bootstrap, the bootstrap server), read from the sink's GET /spans.
 # Env: DMGW_E2E_SKIP_BUILD=1 reuses the images already built; DMGW_E2E_PROJECT names the compose project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +25,11 @@ export DMGW_IMAGE_TAG="${DMGW_IMAGE_TAG:-local}"
 export DMGW_ALERT_BACKOFF_MS=500 DMGW_ALERT_BACKOFF_MAX_MS=3000 # retry quickly after an outage
 
 say() { printf '[e2e %4ds] %s\n' "$((SECONDS - T0))" "$*"; }
-fail() { say "FAIL: $*"; exit 1; }
+fail() {
+  say "FAIL: $*"
+  if [[ -n ${FAIL_DETAIL:-} && -s ${FAIL_DETAIL} ]]; then sed 's/^/  /' "$FAIL_DETAIL"; fi
+  exit 1
+}
 
 for tool in docker curl jq openssl python3; do
   command -v "$tool" >/dev/null || fail "$tool is needed"
@@ -43,6 +50,8 @@ WORK="$(mktemp -d /tmp/dmgw-e2e.XXXXXX)"
 export DMGW_SECRETS="$WORK/secrets"
 DMGW_ADMIN_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export DMGW_ADMIN_PORT
+DMGW_SINK_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export DMGW_SINK_PORT
 
 teardown() {
   "${COMPOSE[@]}" -f docker-compose.yml -f deploy/docker-compose.offline.yml \
@@ -174,7 +183,7 @@ health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{e
 is_healthy() { [[ $(health_of "$1") == healthy ]]; }
 
 # ------------------------------------------------------------------------------------------- 1: up
-say "docker-compose up (offline override: no Jaeger, trace export off)"
+say "docker-compose up (offline override: dmgw's otlp-sink stands in for Jaeger)"
 t_up=$SECONDS
 t_up_ns=$(date +%s%N)
 compose up -d
@@ -199,6 +208,88 @@ for s in thermostat plug meter gateway dms-1 dms-2 bootstrap; do
   is_healthy "$(container_of "$s")" || fail "$s is $(health_of "$(container_of "$s")")"
 done
 say "  every container healthy"
+
+# ------------------------------------------------------------------------------------------- traces
+# One trace per onboarding, across the containers: the device's root span (device-sim), the
+# gateway's `onboard device` under it, each `alert <server>` delivered and linked to a DM session
+# that reached the DM Server's own spans, and the plug's workflow-1 bootstrap reaching the
+# bootstrap server; no secret in any span.
+traces_ok() {
+  curl -fsS --max-time 10 "http://127.0.0.1:$DMGW_SINK_PORT/spans" >"$WORK/spans.json" ||
+    { echo "the OTLP sink on 127.0.0.1:$DMGW_SINK_PORT does not answer" >&2; return 1; }
+  python3 - "$WORK/spans.json" "$DMGW_SECRETS" "$THERMOSTAT:dms-1" "$PLUG:dms-1,dms-2" "$METER:dms-2" <<'PY'
+import json, os, sys
+spans = json.load(open(sys.argv[1]))
+by_id = {s["span_id"]: s for s in spans}
+children = {}
+for s in spans:
+    children.setdefault(s["parent_span_id"], []).append(s)
+def descendants(root):
+    out, stack = [], [root]
+    while stack:
+        for c in children.get(stack.pop()["span_id"], []):
+            out.append(c)
+            stack.append(c)
+    return out
+def ancestors(s):
+    out = []
+    while s["parent_span_id"] in by_id:
+        s = by_id[s["parent_span_id"]]
+        out.append(s)
+    return out
+for arg in sys.argv[3:]:
+    dev, servers = arg.rsplit(":", 1)
+    onb = [s for s in spans if s["service"] == "dmgw" and s["name"] == "onboard device"
+           and s["attributes"].get("dev_id") == dev and s["attributes"].get("outcome") == "attached"]
+    if not onb:
+        sys.exit(f"{dev}: no attached `onboard device` span yet")
+    o = onb[0]
+    if not any(a["service"] == "device-sim" and a["name"] == "device onboarding" for a in ancestors(o)):
+        sys.exit(f"{dev}: the onboarding is not under the device's own root span")
+    for server in servers.split(","):
+        alerts = [s for s in children.get(o["span_id"], []) if s["name"] == f"alert {server}"
+                  and s["attributes"].get("outcome") == "delivered"]
+        if not alerts:
+            sys.exit(f"{dev}: no delivered `alert {server}` under its onboarding")
+        session = by_id.get(alerts[-1]["links"][0][1]) if alerts[-1]["links"] else None
+        if session is None or not any(d["service"] == server for d in descendants(session)):
+            sys.exit(f"{dev}: the DM session of `alert {server}` did not reach {server}'s spans")
+    if dev.startswith("MAC:00-1B"):  # the plug: workflow 1 for dms-2
+        b = [s for s in children.get(o["span_id"], []) if s["name"] == "bootstrap dms-2"]
+        if not b or not any(d["service"] == "bootstrap-server" for d in descendants(b[0])):
+            sys.exit(f"{dev}: the workflow-1 bootstrap did not reach the bootstrap server's spans")
+    print(f"  {dev}: one trace ({o['trace_id']}), services " +
+          ", ".join(sorted({s['service'] for s in spans if s['trace_id'] == o['trace_id']})))
+dump = json.dumps(spans)
+secrets = []
+for name in os.listdir(sys.argv[2]):
+    if name.endswith((".key", "-token", "master-key")):
+        text = open(os.path.join(sys.argv[2], name)).read().strip()
+        if text and "PRIVATE KEY" not in text:
+            secrets.append(text)
+for name in os.listdir(sys.argv[2]):
+    path = os.path.join(sys.argv[2], name)
+    if name.endswith(".env"):
+        for line in open(path):
+            if "=" in line and ("SECRET" in line or "PIN" in line):
+                secrets.append(line.split("=", 1)[1].strip())
+    if name.endswith(".toml"):
+        for line in open(path):
+            key, _, value = line.partition("=")
+            if key.strip() in ("auth_secret", "password", "pin", "imsi") and value.strip().startswith('"'):
+                secrets.append(value.strip().strip('"'))
+if not secrets:
+    sys.exit("no secrets found to look for")
+leaked = [i for i, s in enumerate(secrets) if s and s in dump]
+if leaked:
+    sys.exit(f"{len(leaked)} secret(s) found in the spans")
+print(f"  {len(spans)} spans, none holding any of the run's {len(secrets)} secrets")
+PY
+}
+FAIL_DETAIL="$WORK/traces.why"
+wait_for "one trace per onboarding at the OTLP sink" 60 eval 'traces_ok 2>"$FAIL_DETAIL"'
+FAIL_DETAIL=""
+traces_ok | while read -r line; do say "$line"; done
 
 # ------------------------------------------------------------------------------------------- 2: DM Server down
 say "stopping dms-1; a new device holding dms-1 joins"

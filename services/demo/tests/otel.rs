@@ -425,6 +425,23 @@ fn each_device_onboarding_is_one_trace_across_the_services() {
     );
     assert_eq!(spans.of("match", CAMERA).count(), 0);
 
+    // The metrics of the same run (one Prometheus recorder per process, shared by the services).
+    let metrics = telemetry::prometheus::install().render();
+    for name in [
+        "dmgw_onboarding_duration_seconds_bucket",
+        "dmgw_alerts_total{outcome=\"delivered\"}",
+        "dmgw_dm_sessions_total{outcome=\"ok\"}",
+        "dmgw_lan_dm_sessions_total{status=\"authenticated\"}",
+        "dmgw_bootstrap_jobs_total{workflow=\"1\",outcome=\"done\"}",
+        "dmgw_bootstrap_jobs_total{workflow=\"2\",outcome=\"done\"}",
+        "dm_server_sessions_total{",
+        "bootstrap_server_jobs_total{",
+        "device_sim_onboardings_total{",
+        "http_server_request_duration_seconds_bucket{",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from the metrics");
+    }
+
     // No secret in any span, attribute, event or log line.
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     let dump = format!("{:?}", spans.all);

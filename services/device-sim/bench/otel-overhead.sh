@@ -6,6 +6,8 @@
 #   ids        the default without a collector: spans and trace IDs, no exporter
 #   export     OTLP/HTTP export to a live collector (otlp-sink)
 #   blackhole  OTLP/HTTP export to a collector that accepts connections and never answers
+# The DM Server and the device simulator run with OTEL_SDK_DISABLED=true in every configuration, so
+# only the gateway's telemetry changes between runs.
 # Usage: services/device-sim/bench/otel-overhead.sh [devices] [rate]   (plain HTTP on loopback)
 # Needs: cargo build --release -p gateway -p device-sim -p dm-server -p telemetry --features telemetry/receiver --bins
 set -euo pipefail
@@ -36,14 +38,14 @@ run() {
   local dir="$WORK/$name"; mkdir -p "$dir"
   local dms=$(port) admin=$(port) lan=$(port) wan=$(port)
   printf '[[accounts]]\nname = "gw-1"\npassword = "bench-secret-1"\n' > "$dir/dms.toml"
-  "$BIN/dm-server" --server-id dms-1 --listen "127.0.0.1:$dms" --plain-http --accounts "$dir/dms.toml" \
+  OTEL_SDK_DISABLED=true "$BIN/dm-server" --server-id dms-1 --listen "127.0.0.1:$dms" --plain-http --accounts "$dir/dms.toml" \
       --data "$dir/dms.jsonl" >/dev/null 2>&1 & local dms_pid=$!
   printf '[[account]]\nserver_id = "dms-1"\naddr = "http://127.0.0.1:%s/dm"\nallow_plain_http = true\nauth_type = "DIGEST"\nauth_name = "gw-1"\nauth_secret = "bench-secret-1"\n' "$dms" > "$dir/accounts.toml"
   env "$@" "$BIN/dmgw" serve --database "$dir/gw.db" --admin-listen "127.0.0.1:$admin" --admin-token bench-token-0123456789 \
       --lan-listen "127.0.0.1:$lan" --wan-listen "127.0.0.1:$wan" --allow-plain-http \
       --accounts-file "$dir/accounts.toml" --log warn >/dev/null 2>"$dir/dmgw.log" & local gw_pid=$!
   wait_http "http://127.0.0.1:$admin/readyz"
-  "$BIN/device-sim" load --gateway "http://127.0.0.1:$lan" --devices "$DEVICES" --rate "$RATE" --servers dms-1 \
+  OTEL_SDK_DISABLED=true "$BIN/device-sim" load --gateway "http://127.0.0.1:$lan" --devices "$DEVICES" --rate "$RATE" --servers dms-1 \
       --admin-url "http://127.0.0.1:$admin" --admin-token bench-token-0123456789 --plain-http --no-progress \
       > "$dir/load.txt" 2>/dev/null || true
   kill "$gw_pid" "$dms_pid" 2>/dev/null || true; wait "$gw_pid" "$dms_pid" 2>/dev/null || true

@@ -2,12 +2,13 @@
 //! admin API that the gateway's own settings describe (the same `DMGW_*` environment and `--config`
 //! file `dmgw serve` reads), or `--url`, and succeeds only on a 2xx answer.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
 use thiserror::Error;
+
+pub use telemetry::health::{ProbeError, local_url, probe, probe_addr, report};
 
 use crate::config::{ConfigError, ServeArgs, Settings};
 
@@ -35,32 +36,9 @@ pub enum HealthError {
     /// The environment did not parse as the gateway's settings.
     #[error("settings: {0}")]
     Args(String),
-    /// A CA file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The request failed (connection, TLS, timeout) or the CA file holds no certificate.
-    #[error("{url}: {source}")]
-    Http {
-        /// The probed URL.
-        url: String,
-        /// Why.
-        source: reqwest::Error,
-    },
-    /// The endpoint answered, but not 2xx.
-    #[error("{url} answered {status}: {body}")]
-    Unhealthy {
-        /// The probed URL.
-        url: String,
-        /// HTTP status.
-        status: u16,
-        /// The start of the body.
-        body: String,
-    },
+    /// The probe itself failed or the service is not healthy.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
 }
 
 /// The serve settings, read from the environment only (what `dmgw serve` sees in a container).
@@ -71,16 +49,6 @@ struct EnvSettings {
     serve: ServeArgs,
 }
 
-/// The address to connect to for a listen address: an unspecified one (0.0.0.0, ::) means loopback.
-pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
-}
-
 /// `/readyz` of the admin API described by `settings`.
 pub fn readyz_url(settings: &Settings) -> String {
     let scheme = if settings.admin_tls.is_some() {
@@ -89,47 +57,6 @@ pub fn readyz_url(settings: &Settings) -> String {
         "http"
     };
     format!("{scheme}://{}/readyz", probe_addr(settings.admin_listen))
-}
-
-/// GET `url` (trusting only the certificates of `ca` when given) and return the status line and the
-/// start of the body when it answers 2xx.
-pub async fn probe(url: &str, ca: Option<&Path>, timeout: Duration) -> Result<String, HealthError> {
-    let http = |source| HealthError::Http {
-        url: url.to_owned(),
-        source,
-    };
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(path) = ca {
-        let pem = std::fs::read(path).map_err(|source| HealthError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        builder =
-            builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).map_err(http)?);
-    }
-    let resp = builder
-        .build()
-        .map_err(http)?
-        .get(url)
-        .send()
-        .await
-        .map_err(http)?;
-    let status = resp.status();
-    let mut body = resp.text().await.unwrap_or_default();
-    if let Some((cut, _)) = body.char_indices().nth(200) {
-        body.truncate(cut);
-    }
-    if status.is_success() {
-        Ok(format!("{} {}", status.as_u16(), body.trim()))
-    } else {
-        Err(HealthError::Unhealthy {
-            url: url.to_owned(),
-            status: status.as_u16(),
-            body: body.trim().to_owned(),
-        })
-    }
 }
 
 /// Run `dmgw health`: the URL and CA from the flags, else from the gateway's settings.
@@ -145,22 +72,12 @@ pub async fn run(args: &HealthArgs) -> Result<String, HealthError> {
             (readyz_url(&settings), ca)
         }
     };
-    probe(&url, ca.as_deref(), timeout).await
+    Ok(probe(&url, ca.as_deref(), timeout).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unspecified_listen_addresses_are_probed_on_loopback() {
-        let a = probe_addr("0.0.0.0:8080".parse().unwrap());
-        assert_eq!(a.to_string(), "127.0.0.1:8080");
-        let a = probe_addr("[::]:8080".parse().unwrap());
-        assert_eq!(a.to_string(), "[::1]:8080");
-        let a = probe_addr("10.0.0.5:9".parse().unwrap());
-        assert_eq!(a.to_string(), "10.0.0.5:9");
-    }
 
     #[test]
     fn the_url_follows_the_admin_settings() {

@@ -21,7 +21,8 @@ pub const MAX_OPEN: usize = 20_000;
 
 #[derive(Default)]
 struct Open {
-    spans: HashMap<String, Span>,
+    /// The open span of each onboarding, with its `traceparent`.
+    spans: HashMap<String, (Span, Option<String>)>,
     order: VecDeque<String>,
 }
 
@@ -31,10 +32,15 @@ static OPEN: LazyLock<Mutex<Open>> = LazyLock::new(Mutex::default);
 
 /// Keep `span` open as the onboarding of `dev_id` (a previous one for it closes now).
 pub fn open(dev_id: &str, span: Span) {
+    let traceparent = telemetry::traceparent_of(&span);
     let Ok(mut open) = OPEN.lock() else {
         return;
     };
-    if open.spans.insert(dev_id.to_owned(), span).is_none() {
+    if open
+        .spans
+        .insert(dev_id.to_owned(), (span, traceparent))
+        .is_none()
+    {
         open.order.push_back(dev_id.to_owned());
     }
     while open.spans.len() > MAX_OPEN {
@@ -61,15 +67,29 @@ pub fn close(dev_id: &str, outcome: &'static str) {
         }
         Err(_) => None,
     };
-    if let Some(span) = span {
+    if let Some((span, _)) = span {
         span.record("outcome", outcome);
     }
+}
+
+/// The `traceparent` of the open onboarding of `dev_id`, if it is open in this process.
+fn open_traceparent(dev_id: &str) -> Option<String> {
+    OPEN.lock()
+        .ok()
+        .and_then(|open| open.spans.get(dev_id).and_then(|(_, tp)| tp.clone()))
 }
 
 /// Make the onboarding of `dev_id` the parent of `span`, which must not have been entered yet.
 /// Without a stored onboarding (a device from before tracing, a store error), `span` stays where
 /// it is; telemetry never fails the flow.
 pub async fn adopt(store: &Store, span: &Span, dev_id: &str) {
+    if !telemetry::is_active() {
+        return;
+    }
+    if let Some(tp) = open_traceparent(dev_id) {
+        telemetry::parent_from_traceparent(span, Some(&tp));
+        return;
+    }
     match store.onboarding_trace(dev_id).await {
         Ok(Some(t)) => telemetry::parent_from_traceparent(span, Some(&t.traceparent)),
         Ok(None) => {}
@@ -80,6 +100,13 @@ pub async fn adopt(store: &Store, span: &Span, dev_id: &str) {
 /// [`adopt`] on a connection the caller holds (inside its transaction: never wait for a second
 /// pooled connection while holding one).
 pub async fn adopt_in(conn: &mut sqlx::SqliteConnection, span: &Span, dev_id: &str) {
+    if !telemetry::is_active() {
+        return;
+    }
+    if let Some(tp) = open_traceparent(dev_id) {
+        telemetry::parent_from_traceparent(span, Some(&tp));
+        return;
+    }
     match crate::store::traces::of(conn, &[dev_id]).await {
         Ok(mut found) => {
             if let Some(t) = found.remove(dev_id) {

@@ -8,6 +8,7 @@
 //! either way, so logs and the `traceparent` headers of a service without an exporter still tie
 //! into the traces of its peers. `OTEL_SDK_DISABLED=true` removes the OpenTelemetry layer itself.
 
+pub mod health;
 pub mod http;
 pub mod logs;
 mod otlp;
@@ -30,6 +31,15 @@ pub use propagation::{
     traceparent_of,
 };
 pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+static ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once [`init`] installed the OpenTelemetry layer in this process: spans have trace
+/// contexts. Callers skip work that only serves tracing (e.g. looking up a stored parent) when
+/// false.
+pub fn is_active() -> bool {
+    ACTIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// How log lines are written (to stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -179,6 +189,9 @@ pub fn init_with(
     };
     if !installed {
         return Ok(None);
+    }
+    if !otlp::sdk_disabled() {
+        ACTIVE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Some(Telemetry { provider, exporter }))
 }

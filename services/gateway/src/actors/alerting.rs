@@ -272,7 +272,11 @@ async fn delivery_spans(store: &Store, server_id: &str, alerts: &[AlertRow]) -> 
         otel.status_code = tracing::field::Empty,
     );
     let dev_ids: Vec<&str> = alerts.iter().map(|a| a.dev_id.as_str()).collect();
-    let traces = store.onboarding_traces(&dev_ids).await.unwrap_or_default();
+    let traces = if telemetry::is_active() {
+        store.onboarding_traces(&dev_ids).await.unwrap_or_default()
+    } else {
+        Default::default()
+    };
     let mut first = true;
     let mut seen = HashSet::new();
     for a in alerts {

@@ -443,6 +443,8 @@ impl Handler<Traced<PushReceived>> for BootstrapClient {
                     crate::onboarding::adopt(&store, &span, &dev_id).await;
                     telemetry::link_traceparent(&span, push.as_deref());
                     span.in_scope(|| tracing::info!("bootstrap pushed and applied"));
+                    metrics::counter!("dmgw_bootstrap_jobs_total", "workflow" => "2", "outcome" => "done")
+                        .increment(1);
                 }
                 metrics::counter!("dmgw_bootstrap_pushes_total", "outcome" => "applied")
                     .increment(1);

@@ -38,7 +38,7 @@ async fn readiness_turns_off_at_shutdown() {
 
 #[actix_web::test]
 async fn dmgw_health_passes_on_a_ready_gateway_and_fails_on_a_stopped_one() {
-    use gateway::health::{HealthArgs, HealthError, run};
+    use gateway::health::{HealthArgs, HealthError, ProbeError, run};
     let app = spawn_app().await;
     let args = HealthArgs {
         url: Some(app.url("/readyz")),
@@ -54,8 +54,14 @@ async fn dmgw_health_passes_on_a_ready_gateway_and_fails_on_a_stopped_one() {
     };
     assert!(matches!(
         run(&not_found).await,
-        Err(HealthError::Unhealthy { status: 404, .. })
+        Err(HealthError::Probe(ProbeError::Unhealthy {
+            status: 404,
+            ..
+        }))
     ));
     app.stop().await.unwrap();
-    assert!(matches!(run(&args).await, Err(HealthError::Http { .. })));
+    assert!(matches!(
+        run(&args).await,
+        Err(HealthError::Probe(ProbeError::Http { .. }))
+    ));
 }
