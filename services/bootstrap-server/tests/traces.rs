@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -25,7 +23,6 @@ use omadm::session::{ClientSession, ClientStep};
 use omadm::tree::Tree;
 use telemetry::receiver::{CollectedSpan, Receiver as OtlpReceiver};
 use telemetry::{ExporterConfig, LogFormat, Options};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 const FETCH_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const FETCH_PARENT: &str = "b7ad6b7169203331";
@@ -34,19 +31,6 @@ const DEVICE_PARENT: &str = "00f067aa0ba902b7";
 const WRONG_PASSWORD: &str = "not the gateway password";
 /// A PIN long enough not to show up by chance (in a port number, say).
 const PIN: &str = "58203916";
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
@@ -84,8 +68,7 @@ async fn traced_session(http: &reqwest::Client, client: &mut ClientSession, trac
 #[actix_web::test]
 async fn fetches_requests_and_pushes_are_one_trace_each_without_secrets() {
     let otlp = OtlpReceiver::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let lines = Lines::default();
-    let sink = lines.clone();
+    let lines = telemetry::receiver::LogLines::default();
     let telemetry = telemetry::init_with(
         Options {
             service_name: "bootstrap-server",
@@ -94,7 +77,7 @@ async fn fetches_requests_and_pushes_are_one_trace_each_without_secrets() {
             filter: "info".into(),
         },
         Some(ExporterConfig::endpoint(otlp.endpoint())),
-        BoxMakeWriter::new(move || sink.clone()),
+        lines.make_writer(),
     )
     .unwrap()
     .expect("the first subscriber of this process");
@@ -282,7 +265,7 @@ async fn fetches_requests_and_pushes_are_one_trace_each_without_secrets() {
             .to_owned(),
         mac,
     ];
-    let logs = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let logs = lines.text();
     for secret in &secrets {
         for s in &spans {
             for (k, v) in &s.attributes {

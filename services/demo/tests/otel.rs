@@ -11,32 +11,17 @@
 )] // test code
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use demo::Options;
 use telemetry::receiver::{CollectedSpan, Receiver};
-use telemetry::{BoxMakeWriter, ExporterConfig, LogFormat};
+use telemetry::{ExporterConfig, LogFormat};
 
 const THERMOSTAT: &str = "IMEI:356938035643809";
 const PLUG: &str = "MAC:00-1B-44-11-3A-B7";
 const CAMERA: &str = "IMEI:490154203237518";
 const METER: &str = "MAC:00-50-C2-9F-41-07";
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A receiver on its own thread and actix system, alive for the rest of the process.
 fn start_receiver() -> (String, telemetry::receiver::Collected) {
@@ -239,8 +224,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn each_device_onboarding_is_one_trace_across_the_services() {
     let (endpoint, collected) = start_receiver();
-    let lines = Lines::default();
-    let sink = lines.clone();
+    let lines = telemetry::receiver::LogLines::default();
     let telemetry = telemetry::init_with(
         telemetry::Options {
             service_name: "dmgw-demo",
@@ -249,7 +233,7 @@ fn each_device_onboarding_is_one_trace_across_the_services() {
             filter: "info".into(),
         },
         Some(ExporterConfig::endpoint(endpoint)),
-        BoxMakeWriter::new(move || sink.clone()),
+        lines.make_writer(),
     )
     .unwrap()
     .expect("the first subscriber of this test binary");
@@ -443,7 +427,7 @@ fn each_device_onboarding_is_one_trace_across_the_services() {
     }
 
     // No secret in any span, attribute, event or log line.
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     let dump = format!("{:?}", spans.all);
     for secret in secrets(&data_dir) {
         assert!(!dump.contains(&secret), "a secret is in a span");

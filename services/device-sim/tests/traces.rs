@@ -10,7 +10,6 @@
 
 mod fake_gateway;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,22 +23,8 @@ use fake_gateway::{FakeGateway, GW_ID, Options};
 use omadm::element::Limits;
 use telemetry::receiver::{CollectedSpan, Receiver};
 use telemetry::{ExporterConfig, LogFormat};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 const DEV: &str = "IMEI:356938035643809";
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn attr<'a>(s: &'a CollectedSpan, key: &str) -> Option<&'a str> {
     s.attributes.get(key).map(String::as_str)
@@ -85,8 +70,7 @@ fn bootstrap_stand_in() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_onboarding_is_one_trace() {
     let otlp = Receiver::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let lines = Lines::default();
-    let sink = lines.clone();
+    let lines = telemetry::receiver::LogLines::default();
     let telemetry = telemetry::init_with(
         telemetry::Options {
             service_name: "device-sim",
@@ -95,7 +79,7 @@ async fn an_onboarding_is_one_trace() {
             filter: "info".into(),
         },
         Some(ExporterConfig::endpoint(otlp.endpoint())),
-        BoxMakeWriter::new(move || sink.clone()),
+        lines.make_writer(),
     )
     .unwrap()
     .expect("the first subscriber of this process");
@@ -284,7 +268,7 @@ async fn an_onboarding_is_one_trace() {
 
     // No credential of the provisioned account in a span or a log line; the device's step lines
     // carry the onboarding's trace.
-    let logs = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let logs = lines.text();
     for s in &spans {
         for (k, v) in &s.attributes {
             assert!(!v.contains(&password), "{k} of {} leaks", s.name);

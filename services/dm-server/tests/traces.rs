@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -18,25 +16,11 @@ use omadm::element::Limits;
 use omadm::session::{ClientSession, ClientStep};
 use telemetry::receiver::{CollectedSpan, Receiver};
 use telemetry::{ExporterConfig, LogFormat, Options};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 const MASTER_KEY: &str = "master-key-that-must-never-show-9d1f";
 const WRONG_PASSWORD: &str = "wrong battery staple";
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Drive a client session, every request carrying `traceparent`; returns the header codes of the
 /// replies and the credential data the client sent (to look for in the spans).
@@ -104,8 +88,7 @@ fn attr<'a>(s: &'a CollectedSpan, key: &str) -> Option<&'a str> {
 #[actix_web::test]
 async fn dm_spans_continue_the_callers_trace_and_hold_no_secret() {
     let receiver = Receiver::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let lines = Lines::default();
-    let sink = lines.clone();
+    let lines = telemetry::receiver::LogLines::default();
     let telemetry = telemetry::init_with(
         Options {
             service_name: "dm-server",
@@ -114,7 +97,7 @@ async fn dm_spans_continue_the_callers_trace_and_hold_no_secret() {
             filter: "info".into(),
         },
         Some(ExporterConfig::endpoint(receiver.endpoint())),
-        BoxMakeWriter::new(move || sink.clone()),
+        lines.make_writer(),
     )
     .unwrap()
     .expect("the first subscriber of this process");
@@ -247,7 +230,7 @@ async fn dm_spans_continue_the_callers_trace_and_hold_no_secret() {
         derived.expose().to_owned(),
     ];
     secrets.extend(creds);
-    let logs = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let logs = lines.text();
     for secret in &secrets {
         for s in &spans {
             for (k, v) in &s.attributes {

@@ -11,7 +11,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dm_server::config::{Account, Config as DmsConfig, TlsFiles};
 use gateway::actors::TracedExt;
@@ -24,39 +24,13 @@ use omadm::codec::{self, Encoding};
 use omadm::element::Limits;
 use omadm::model::{Command, Cred, Location, Meta, SyncHdr, SyncMl};
 use omadm::secret::Secret;
+
+mod common;
+
+use common::{Pki, free_port, pki, wait_for};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 const TOKEN: &str = "flow-test-token-0123456789";
-
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "dmgw test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let p = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    };
-    std::fs::write(&p.ca, ca.pem()).unwrap();
-    std::fs::write(&p.cert, cert.pem()).unwrap();
-    std::fs::write(&p.key, key.serialize_pem()).unwrap();
-    p
-}
 
 /// A port for a DM Server that is down at first: one it had, so no other test's server holds it
 /// (tests in this binary run in parallel).
@@ -194,21 +168,6 @@ async fn alerts_at(
             .cloned()
             .collect(),
     )
-}
-
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A started gateway, served in the background (actix's servers run while their future is polled).
@@ -733,15 +692,6 @@ async fn detached_and_lost_devices_are_announced_to_their_servers() {
     assert_eq!(device.state, omadm::mo::DeviceState::Lost);
     stop(app).await;
     dms.stop().await.unwrap();
-}
-
-/// A port free at the time of asking (the gateway binary needs fixed ports to be restarted on).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spawn_dmgw(dir: &Path, pki: &Pki, dms_port: u16, ports: (u16, u16, u16)) -> std::process::Child {

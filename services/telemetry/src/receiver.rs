@@ -244,3 +244,40 @@ impl Receiver {
         self.handle.stop(true).await;
     }
 }
+
+/// Log lines kept in memory: give [`LogLines::make_writer`] to `init_with` in a test, read the
+/// lines back with [`LogLines::text`].
+#[derive(Debug, Clone, Default)]
+pub struct LogLines(Arc<Mutex<Vec<u8>>>);
+
+impl LogLines {
+    /// A writer for [`crate::init_with`] appending here.
+    pub fn make_writer(&self) -> crate::BoxMakeWriter {
+        let lines = self.clone();
+        crate::BoxMakeWriter::new(move || lines.clone())
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut v) => {
+                v.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Err(_) => Err(std::io::Error::other("log buffer poisoned")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

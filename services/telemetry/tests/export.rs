@@ -1,37 +1,15 @@
 //! One process, one subscriber: spans reach a real OTLP/HTTP receiver with their parent links and
 //! resource, a stored `traceparent` re-parents a later span, and JSON log lines carry the IDs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use telemetry::receiver::Receiver;
 use telemetry::{ExporterConfig, LogFormat, Options};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut v) => {
-                v.extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            Err(_) => Err(std::io::Error::other("poisoned")),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[actix_rt::test]
 async fn spans_and_log_lines_carry_one_trace() {
     let receiver = Receiver::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let lines = Lines::default();
-    let sink = lines.clone();
+    let lines = telemetry::receiver::LogLines::default();
     let telemetry = telemetry::init_with(
         Options {
             service_name: "telemetry-test",
@@ -40,7 +18,7 @@ async fn spans_and_log_lines_carry_one_trace() {
             filter: "info".into(),
         },
         Some(ExporterConfig::endpoint(receiver.endpoint())),
-        BoxMakeWriter::new(move || sink.clone()),
+        lines.make_writer(),
     )
     .unwrap()
     .expect("first subscriber of this process");
@@ -159,7 +137,7 @@ async fn spans_and_log_lines_carry_one_trace() {
         "a query string leaked into a span"
     );
 
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     let logged: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
