@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use bootstrap_server::config::{Cli, Config};
 use clap::Parser;
-use telemetry::{LogFormat, Options};
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
@@ -18,28 +17,18 @@ fn main() -> ExitCode {
         });
     }
     let cli = Cli::parse();
-    let telemetry = match telemetry::init(Options {
-        service_name: "bootstrap-server",
-        service_version: env!("CARGO_PKG_VERSION"),
-        log_format: if cli.log_json {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        },
-        filter: std::env::var("RUST_LOG")
-            .ok()
-            .filter(|f| !f.trim().is_empty())
-            .unwrap_or_else(|| "info".to_owned()),
-    }) {
+    let telemetry = match telemetry::init_service(
+        "bootstrap-server",
+        env!("CARGO_PKG_VERSION"),
+        cli.log_json,
+        "info",
+    ) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bootstrap-server: telemetry: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
-        tracing::info!(protocol = exporter.protocol, "exporting traces over OTLP");
-    }
     let code = actix_rt::System::new().block_on(run(cli));
     // Flush the spans still queued, off the runtime.
     drop(telemetry);

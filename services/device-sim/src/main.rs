@@ -175,28 +175,18 @@ fn encoding_arg(s: &str) -> Result<Encoding, String> {
     parse_encoding("encoding", s).map_err(|e| e.to_string())
 }
 
-/// Logs on stderr (`RUST_LOG`, else `default_filter`), and OTLP traces when `OTEL_*` asks for them.
-/// Spans follow the same filter: a run at `warn` (the load default) records none.
+/// Logs on stderr (`RUST_LOG`, else `default_filter`), and OTLP traces when `OTEL_*` asks for them
+/// (spans have their own filter, `DMGW_TRACE_FILTER`).
 fn init_telemetry(
     format: LogFormat,
     default_filter: &str,
 ) -> Result<Option<telemetry::Telemetry>, telemetry::TelemetryError> {
-    let telemetry = telemetry::init(telemetry::Options {
-        service_name: "device-sim",
-        service_version: env!("CARGO_PKG_VERSION"),
-        log_format: match format {
-            LogFormat::Text => telemetry::LogFormat::Text,
-            LogFormat::Json => telemetry::LogFormat::Json,
-        },
-        filter: std::env::var("RUST_LOG")
-            .ok()
-            .filter(|f| !f.trim().is_empty())
-            .unwrap_or_else(|| default_filter.to_owned()),
-    })?;
-    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
-        tracing::info!(protocol = exporter.protocol, "exporting traces over OTLP");
-    }
-    Ok(telemetry)
+    telemetry::init_service(
+        "device-sim",
+        env!("CARGO_PKG_VERSION"),
+        matches!(format, LogFormat::Json),
+        default_filter,
+    )
 }
 
 fn callback_config(c: &Common) -> CallbackConfig {

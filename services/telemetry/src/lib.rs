@@ -139,6 +139,33 @@ pub fn init(options: Options) -> Result<Option<Telemetry>, TelemetryError> {
     )
 }
 
+/// [`init`] for a service binary: logs filtered by `RUST_LOG` (unset or empty: `default_filter`),
+/// JSON when `json`; says at `info` where spans are exported.
+pub fn init_service(
+    service_name: &'static str,
+    service_version: &'static str,
+    json: bool,
+    default_filter: &str,
+) -> Result<Option<Telemetry>, TelemetryError> {
+    let telemetry = init(Options {
+        service_name,
+        service_version,
+        log_format: if json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        filter: std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| default_filter.to_owned()),
+    })?;
+    if let Some(exporter) = telemetry.as_ref().and_then(|t| t.exporter()) {
+        tracing::info!(protocol = exporter.protocol, endpoint = %exporter.endpoint, "exporting traces over OTLP");
+    }
+    Ok(telemetry)
+}
+
 /// [`init`] with an explicit exporter configuration (instead of the `OTEL_*` environment) and
 /// log destination (instead of stderr).
 pub fn init_with(
