@@ -83,16 +83,11 @@ fn open_traceparent(dev_id: &str) -> Option<String> {
 /// Without a stored onboarding (a device from before tracing, a store error), `span` stays where
 /// it is; telemetry never fails the flow.
 pub async fn adopt(store: &Store, span: &Span, dev_id: &str) {
-    if !telemetry::is_active() {
+    if joined_open(span, dev_id) {
         return;
     }
-    if let Some(tp) = open_traceparent(dev_id) {
-        telemetry::parent_from_traceparent(span, Some(&tp));
-        return;
-    }
-    match store.onboarding_trace(dev_id).await {
-        Ok(Some(t)) => telemetry::parent_from_traceparent(span, Some(&t.traceparent)),
-        Ok(None) => {}
+    match store.conn().await {
+        Ok(mut conn) => adopt_stored(&mut conn, span, dev_id).await,
         Err(e) => tracing::debug!(error = %e, "no onboarding trace to join"),
     }
 }
@@ -100,18 +95,31 @@ pub async fn adopt(store: &Store, span: &Span, dev_id: &str) {
 /// [`adopt`] on a connection the caller holds (inside its transaction: never wait for a second
 /// pooled connection while holding one).
 pub async fn adopt_in(conn: &mut sqlx::SqliteConnection, span: &Span, dev_id: &str) {
+    if !joined_open(span, dev_id) {
+        adopt_stored(conn, span, dev_id).await;
+    }
+}
+
+/// True when nothing is left to look up: tracing is off, or the onboarding is open in this
+/// process and `span` now hangs under it.
+fn joined_open(span: &Span, dev_id: &str) -> bool {
     if !telemetry::is_active() {
-        return;
+        return true;
     }
-    if let Some(tp) = open_traceparent(dev_id) {
-        telemetry::parent_from_traceparent(span, Some(&tp));
-        return;
+    match open_traceparent(dev_id) {
+        Some(tp) => {
+            telemetry::parent_from_traceparent(span, Some(&tp));
+            true
+        }
+        None => false,
     }
+}
+
+/// The stored `traceparent` of `dev_id`'s onboarding becomes `span`'s parent.
+async fn adopt_stored(conn: &mut sqlx::SqliteConnection, span: &Span, dev_id: &str) {
     match crate::store::traces::of(conn, &[dev_id]).await {
-        Ok(mut found) => {
-            if let Some(t) = found.remove(dev_id) {
-                telemetry::parent_from_traceparent(span, Some(&t.traceparent));
-            }
+        Ok(found) => {
+            telemetry::parent_from_traceparent(span, found.get(dev_id).map(String::as_str))
         }
         Err(e) => tracing::debug!(error = %e, "no onboarding trace to join"),
     }

@@ -280,17 +280,17 @@ async fn delivery_spans(store: &Store, server_id: &str, alerts: &[AlertRow]) -> 
     let mut first = true;
     let mut seen = HashSet::new();
     for a in alerts {
-        let Some(t) = traces.get(&a.dev_id) else {
+        let Some(tp) = traces.get(&a.dev_id) else {
             continue;
         };
-        if !seen.insert(t.traceparent.as_str()) {
+        if !seen.insert(tp.as_str()) {
             continue;
         }
         if first {
-            telemetry::parent_from_traceparent(&session, Some(&t.traceparent));
+            telemetry::parent_from_traceparent(&session, Some(tp));
             first = false;
         } else {
-            telemetry::link_traceparent(&session, Some(&t.traceparent));
+            telemetry::link_traceparent(&session, Some(tp));
         }
     }
     let session_tp = telemetry::traceparent_of(&session);
@@ -310,10 +310,7 @@ async fn delivery_spans(store: &Store, server_id: &str, alerts: &[AlertRow]) -> 
                 outcome = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
             );
-            telemetry::parent_from_traceparent(
-                &span,
-                traces.get(&a.dev_id).map(|t| t.traceparent.as_str()),
-            );
+            telemetry::parent_from_traceparent(&span, traces.get(&a.dev_id).map(String::as_str));
             telemetry::link_traceparent(&span, session_tp.as_deref());
             span
         })

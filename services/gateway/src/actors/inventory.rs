@@ -143,7 +143,7 @@ impl InventoryLogic {
         })?;
         let new_onboarding = stored.created || previous != Some(stored.device.state);
         if let Some(tp) = &m.traceparent {
-            traces::begin(tx, &up.dev_id, tp, up.seen_at, new_onboarding).await?;
+            traces::begin(tx, &up.dev_id, tp, new_onboarding).await?;
         }
         if new_onboarding {
             events::log(

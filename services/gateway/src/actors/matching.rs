@@ -218,8 +218,8 @@ async fn match_device(
     if let Some(state) = settled {
         tracing::Span::current().record("state", state.as_str());
         if state == DeviceState::Attached {
-            if let Ok(Some(t)) = store.onboarding_trace(&dev_id).await {
-                crate::onboarding::attached(t.started_at, Millis::now());
+            if let Some(started) = store.onboarding_started(&dev_id).await {
+                crate::onboarding::attached(started, Millis::now());
             }
             crate::onboarding::close(&dev_id, "attached");
         }

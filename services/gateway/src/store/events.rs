@@ -75,7 +75,28 @@ pub async fn for_device(
     rows.into_iter().map(to_event).collect()
 }
 
+/// When the device's current onboarding began: its latest `discovered` event.
+pub async fn onboarding_started(
+    conn: &mut SqliteConnection,
+    dev_id: &str,
+) -> Result<Option<Millis>, StoreError> {
+    let at: Option<(i64,)> = sqlx::query_as(
+        "SELECT at FROM events WHERE dev_id = ?1 AND kind = 'discovered' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(dev_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(at.map(|(at,)| Millis(at)))
+}
+
 impl Store {
+    /// When the device's current onboarding began (see [`onboarding_started`]); `None` also when
+    /// the store cannot say (the onboarding-latency metric then skips the device).
+    pub async fn onboarding_started(&self, dev_id: &str) -> Option<Millis> {
+        let mut conn = self.conn().await.ok()?;
+        onboarding_started(&mut conn, dev_id).await.ok().flatten()
+    }
+
     /// Append events in one transaction (see [`log`]).
     #[instrument(skip_all, fields(count = events.len()))]
     pub async fn log_events(&self, events: &[NewEvent]) -> Result<Vec<EventId>, StoreError> {

@@ -1,5 +1,5 @@
-//! `device_traces`: the `traceparent` of each device's current onboarding and when it began, so
-//! the spans of later steps (other requests, actors, after a restart) join the same trace.
+//! `device_traces`: the `traceparent` of each device's current onboarding, so the spans of later
+//! steps (other requests, actors, after a restart) join the same trace.
 
 use std::collections::HashMap;
 
@@ -7,16 +7,6 @@ use sqlx::sqlite::SqliteConnection;
 use tracing::instrument;
 
 use super::{Store, StoreError};
-use crate::domain::Millis;
-
-/// A device's onboarding trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnboardingTrace {
-    /// W3C `traceparent` of its `onboard device` span.
-    pub traceparent: String,
-    /// When the onboarding began.
-    pub started_at: Millis,
-}
 
 /// Record the trace of an onboarding. `new_onboarding` replaces what is stored (the device starts
 /// over); otherwise an existing row is kept (a re-announcement continues the same onboarding).
@@ -25,50 +15,38 @@ pub async fn begin(
     conn: &mut SqliteConnection,
     dev_id: &str,
     traceparent: &str,
-    at: Millis,
     new_onboarding: bool,
 ) -> Result<(), StoreError> {
     let sql = if new_onboarding {
-        "INSERT INTO device_traces (dev_id, traceparent, started_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (dev_id) DO UPDATE SET traceparent = excluded.traceparent, \
-         started_at = excluded.started_at"
+        "INSERT INTO device_traces (dev_id, traceparent) VALUES (?1, ?2) \
+         ON CONFLICT (dev_id) DO UPDATE SET traceparent = excluded.traceparent"
     } else {
-        "INSERT INTO device_traces (dev_id, traceparent, started_at) VALUES (?1, ?2, ?3) \
+        "INSERT INTO device_traces (dev_id, traceparent) VALUES (?1, ?2) \
          ON CONFLICT (dev_id) DO NOTHING"
     };
     sqlx::query(sql)
         .bind(dev_id)
         .bind(traceparent)
-        .bind(at.0)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-/// The onboarding traces of several devices (devices without one are absent).
+/// The onboarding `traceparent` of several devices (devices without one are absent).
 pub async fn of(
     conn: &mut SqliteConnection,
     dev_ids: &[&str],
-) -> Result<HashMap<String, OnboardingTrace>, StoreError> {
+) -> Result<HashMap<String, String>, StoreError> {
     let mut out = HashMap::with_capacity(dev_ids.len());
     for chunk in dev_ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!(
-            "SELECT dev_id, traceparent, started_at FROM device_traces WHERE dev_id IN ({marks})"
-        );
-        let mut q = sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(sql));
+        let sql =
+            format!("SELECT dev_id, traceparent FROM device_traces WHERE dev_id IN ({marks})");
+        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
         for d in chunk {
             q = q.bind(*d);
         }
-        for (dev_id, traceparent, started_at) in q.fetch_all(&mut *conn).await? {
-            out.insert(
-                dev_id,
-                OnboardingTrace {
-                    traceparent,
-                    started_at: Millis(started_at),
-                },
-            );
-        }
+        out.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(out)
 }
@@ -83,20 +61,11 @@ pub async fn forget(conn: &mut SqliteConnection, dev_id: &str) -> Result<(), Sto
 }
 
 impl Store {
-    /// The onboarding trace of one device.
-    pub async fn onboarding_trace(
-        &self,
-        dev_id: &str,
-    ) -> Result<Option<OnboardingTrace>, StoreError> {
-        let mut conn = self.conn().await?;
-        Ok(of(&mut conn, &[dev_id]).await?.remove(dev_id))
-    }
-
-    /// The onboarding traces of several devices.
+    /// The onboarding `traceparent` of several devices.
     pub async fn onboarding_traces(
         &self,
         dev_ids: &[&str],
-    ) -> Result<HashMap<String, OnboardingTrace>, StoreError> {
+    ) -> Result<HashMap<String, String>, StoreError> {
         let mut conn = self.conn().await?;
         of(&mut conn, dev_ids).await
     }
