@@ -736,8 +736,6 @@ async fn attached_count(admin_port: u16) -> usize {
 
 #[actix_web::test]
 async fn a_killed_gateway_delivers_every_pending_alert_once_after_restart() {
-    use device_sim::client::{GatewayClient, HttpSettings, TargetPolicy, Transport};
-    use device_sim::fleet::{Fleet, FleetContext};
     use device_sim::scenario::{AccountSpec, ConsentPolicy, DeviceSpec};
 
     let dir = tempfile::tempdir().unwrap();
@@ -773,31 +771,7 @@ async fn a_killed_gateway_delivers_every_pending_alert_once_after_restart() {
             }],
         })
         .collect();
-    let transport = Transport::new(&HttpSettings {
-        ca_cert: Some(pki.ca.clone()),
-        policy: TargetPolicy {
-            plain_http: false,
-            loopback_only: true,
-        },
-        timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(5),
-    })
-    .unwrap();
-    let base = url::Url::parse(&format!("https://127.0.0.1:{}", ports.1)).unwrap();
-    let callback =
-        device_sim::callback::CallbackServer::start(device_sim::callback::CallbackConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_base: None,
-            tls: Some((pki.cert.clone(), pki.key.clone())),
-            workers: 1,
-        })
-        .await
-        .unwrap();
-    let ctx = FleetContext {
-        client: GatewayClient::new(transport, &base).unwrap(),
-        limits: Limits::default(),
-    };
-    let fleet = Fleet::spawn(specs, ctx, &callback, None).unwrap();
+    let (fleet, callback) = common::devices(&pki, ports.1, specs).await;
     wait_for("five devices attached", || async {
         attached_count(ports.0).await == 5
     })

@@ -19,7 +19,6 @@ use futures_util::FutureExt as _;
 
 use dm_server::config::{Account, Config as DmsConfig, TlsFiles};
 use omadm::codec::Encoding;
-use omadm::element::Limits;
 use omadm::secret::Secret;
 use telemetry::receiver::{CollectedSpan, Receiver};
 use telemetry::{BoxMakeWriter, ExporterConfig, LogFormat};
@@ -49,8 +48,6 @@ struct Stack {
 
 impl Stack {
     async fn start(env: &[(&str, String)]) -> Stack {
-        use device_sim::client::{GatewayClient, HttpSettings, TargetPolicy, Transport};
-        use device_sim::fleet::{Fleet, FleetContext};
         use device_sim::scenario::{AccountSpec, ConsentPolicy, DeviceSpec};
 
         let dir = tempfile::tempdir().unwrap();
@@ -123,30 +120,6 @@ impl Stack {
         })
         .await;
 
-        let transport = Transport::new(&HttpSettings {
-            ca_cert: Some(pki.ca.clone()),
-            policy: TargetPolicy {
-                plain_http: false,
-                loopback_only: true,
-            },
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
-        let base = url::Url::parse(&format!("https://127.0.0.1:{}", ports.1)).unwrap();
-        let callback =
-            device_sim::callback::CallbackServer::start(device_sim::callback::CallbackConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                public_base: None,
-                tls: Some((pki.cert.clone(), pki.key.clone())),
-                workers: 1,
-            })
-            .await
-            .unwrap();
-        let ctx = FleetContext {
-            client: GatewayClient::new(transport, &base).unwrap(),
-            limits: Limits::default(),
-        };
         let spec = DeviceSpec {
             dev_id: DEV.into(),
             man: "Acme".into(),
@@ -164,7 +137,7 @@ impl Stack {
                 hide_bootstrap_url: false,
             }],
         };
-        let fleet = Fleet::spawn(vec![spec], ctx, &callback, None).unwrap();
+        let (fleet, callback) = common::devices(&pki, ports.1, vec![spec]).await;
         Stack {
             ca: pki.ca.clone(),
             _dir: dir,

@@ -65,3 +65,44 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Simulated devices (device-sim, in this process) onboarding over TLS at the gateway's LAN face
+/// on `lan_port`, with their consent callback server.
+pub async fn devices(
+    pki: &Pki,
+    lan_port: u16,
+    specs: Vec<device_sim::scenario::DeviceSpec>,
+) -> (
+    device_sim::fleet::Fleet,
+    device_sim::callback::CallbackServer,
+) {
+    use device_sim::callback::{CallbackConfig, CallbackServer};
+    use device_sim::client::{GatewayClient, HttpSettings, TargetPolicy, Transport};
+    use device_sim::fleet::{Fleet, FleetContext};
+
+    let transport = Transport::new(&HttpSettings {
+        ca_cert: Some(pki.ca.clone()),
+        policy: TargetPolicy {
+            plain_http: false,
+            loopback_only: true,
+        },
+        timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let base = url::Url::parse(&format!("https://127.0.0.1:{lan_port}")).unwrap();
+    let callback = CallbackServer::start(CallbackConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_base: None,
+        tls: Some((pki.cert.clone(), pki.key.clone())),
+        workers: 1,
+    })
+    .await
+    .unwrap();
+    let ctx = FleetContext {
+        client: GatewayClient::new(transport, &base).unwrap(),
+        limits: omadm::element::Limits::default(),
+    };
+    let fleet = Fleet::spawn(specs, ctx, &callback, None).unwrap();
+    (fleet, callback)
+}
