@@ -193,7 +193,8 @@ pub fn init_with(
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_TRACE_FILTER));
     // `OTEL_SDK_DISABLED=true`: no OpenTelemetry layer at all (no trace IDs, no propagation).
-    let otel = (!otlp::sdk_disabled()).then(|| {
+    let sdk_enabled = !otlp::sdk_disabled();
+    let otel = sdk_enabled.then(|| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_error_events_to_status(true)
@@ -217,7 +218,7 @@ pub fn init_with(
     if !installed {
         return Ok(None);
     }
-    if !otlp::sdk_disabled() {
+    if sdk_enabled {
         ACTIVE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Some(Telemetry { provider, exporter }))
