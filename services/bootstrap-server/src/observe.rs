@@ -8,6 +8,7 @@ use url::Url;
 use crate::error::ServiceError;
 
 pub use dm_server::observe::{cut, fail};
+pub use telemetry::http::shown_url;
 
 /// Counter of bootstrap jobs by `workflow` (`1`, `2`) and `outcome`: workflow 1 `issued`,
 /// `unauthorized`, `unknown_server`, `not_acceptable`, `bad_request`, `error`; workflow 2 (one job
@@ -86,17 +87,6 @@ pub fn association_span(dev_id: &str) -> Span {
         otel.status_code = Empty,
         otel.status_message = Empty,
     )
-}
-
-/// What a span may show of a URL: scheme, host, port and path (no query: it may carry a token).
-pub fn shown_url(url: &Url) -> String {
-    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-    if let Some(port) = url.port() {
-        shown.push(':');
-        shown.push_str(&port.to_string());
-    }
-    shown.push_str(url.path());
-    shown
 }
 
 /// The span of a push's whole delivery (child of the association it serves, through the job's

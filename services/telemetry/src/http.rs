@@ -85,7 +85,7 @@ pub async fn server(
 }
 
 /// The scheme, host, port and path of a URL: what a span may show (no user info, no query).
-fn shown_url(url: &reqwest::Url) -> String {
+pub fn shown_url(url: &reqwest::Url) -> String {
     let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
     if let Some(port) = url.port() {
         shown.push(':');
